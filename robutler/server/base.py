@@ -1,0 +1,240 @@
+"""ServerBase: a FastAPI app that serves agents behind OpenAI-compatible routes.
+
+Static agents get concrete routes at registration; requests that match no route and look
+like an agent's (`/NAME`, `/NAME/models`, `/NAME/chat/completions`) reach the dynamic
+resolvers through the router's default app. Every agent route is plain ASGI, so the
+lifecycle costs no middleware.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from fastapi import FastAPI
+from starlette.routing import Route, get_route_path
+from starlette.types import Receive, Scope, Send
+
+from .agents import RESERVED_NAMES, AgentSpec, check_name
+from .config import load_env
+from .endpoint import ChatHandler, error_response
+from .lifecycle import Hooks
+from .protocol import encode
+
+__all__ = ["AgentDecorator", "ServerBase"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+CHAT, INFO, MODELS = "chat", "info", "models"
+_ALLOWED = {CHAT: "GET, POST", INFO: "GET, POST", MODELS: "GET"}
+
+
+class AgentDecorator:
+    """`app.agent`: registers agents and lifecycle hooks.
+
+    `@app.agent("name")` serves a function as a static agent; `@app.agent(resolver)` serves
+    it for every name `resolver(name)` accepts (returning data, or False for no such agent).
+    `@app.agent.before_request` and `@app.agent.finalize_request` add hooks.
+    """
+
+    def __init__(self, server: ServerBase) -> None:
+        self._server = server
+
+    @overload
+    def __call__(self, name_or_resolver: str, *, description: str | None = ...) -> Callable[[F], F]: ...
+
+    @overload
+    def __call__(
+        self, name_or_resolver: Callable[[str], Any], *, description: str | None = ...
+    ) -> Callable[[F], F]: ...
+
+    def __call__(
+        self, name_or_resolver: str | Callable[[str], Any], *, description: str | None = None
+    ) -> Callable[[F], F]:
+        if isinstance(name_or_resolver, str):
+            name = check_name(name_or_resolver, self._server.reserved_names)
+
+            def register_static(fn: F) -> F:
+                self._server.add_agent(name, fn, description=description)
+                return fn
+
+            return register_static
+        if callable(name_or_resolver):
+            resolver = name_or_resolver
+
+            def register_dynamic(fn: F) -> F:
+                self._server.add_dynamic_agent(resolver, fn, description=description)
+                return fn
+
+            return register_dynamic
+        raise TypeError(
+            "@app.agent(...) takes an agent name (str) or a resolver function "
+            f"name -> data | False, got {type(name_or_resolver).__name__}"
+        )
+
+    def before_request(self, fn: F) -> F:
+        """Run `fn(request)` before each chat-completion request; raise HTTPException to reject."""
+        self._server.hooks.add_before(fn)
+        return fn
+
+    def finalize_request(self, fn: F) -> F:
+        """Run `fn(request, response)` exactly once after each chat-completion request ends."""
+        self._server.hooks.add_finalize(fn)
+        return fn
+
+
+class ServerBase(FastAPI):
+    """A FastAPI app with `@app.agent` for serving agents as Chat Completions endpoints.
+
+    FastAPI keyword arguments (`title`, `version`, `debug`, ...) pass through. `debug=True`
+    also puts an agent exception's text in its 500 answer. `max_body_size` bounds a request
+    body in bytes (413 beyond it). `.env` is loaded first, without overriding the environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        env_file: str | None = None,
+        **fastapi_kwargs: Any,
+    ) -> None:
+        load_env(env_file)
+        super().__init__(**fastapi_kwargs)
+        if not isinstance(max_body_size, int) or max_body_size <= 0:
+            raise ValueError(f"max_body_size must be a positive int (bytes), got {max_body_size!r}")
+        self.hooks = Hooks()
+        self.agent = AgentDecorator(self)
+        self.chat_handler = ChatHandler(self.hooks, max_body_size=max_body_size, debug=self.debug)
+        self.static_agents: dict[str, AgentSpec] = {}
+        self.dynamic_agents: list[AgentSpec] = []
+        self.reserved_names: set[str] = set(RESERVED_NAMES)
+        self.router.default = self._unmatched
+        self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
+
+    # registration ---------------------------------------------------------------------
+
+    def add_agent(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        description: str | None = None,
+        model: str | None = None,
+    ) -> AgentSpec:
+        """Serve `fn` as the static agent `name`; returns its spec."""
+        check_name(name, self.reserved_names)
+        if name in self.static_agents:
+            raise ValueError(f"an agent named {name!r} is already registered; agent names must be unique")
+        spec = AgentSpec(fn, name, description=description, model=model)
+        self.static_agents[name] = spec
+        specs = [spec]
+        for path, kind in ((f"/{name}/chat/completions", CHAT), (f"/{name}/models", MODELS), (f"/{name}", INFO)):
+            self.router.routes.append(Route(path, _AgentRoute(self, kind, name, specs), name=f"agent:{name}:{kind}"))
+        return spec
+
+    def add_dynamic_agent(
+        self, resolver: Callable[[str], Any], fn: Callable[..., Any], *, description: str | None = None
+    ) -> AgentSpec:
+        """Serve `fn` for every agent name that `resolver(name)` returns data for."""
+        spec = AgentSpec(fn, None, resolver, description=description)
+        self.dynamic_agents.append(spec)
+        return spec
+
+    # routes ---------------------------------------------------------------------------
+
+    async def _health(self) -> dict[str, Any]:
+        from robutler import __version__
+
+        return {
+            "status": "ok",
+            "version": __version__,
+            "agents": sorted(self.static_agents),
+            "dynamic_agents": bool(self.dynamic_agents),
+        }
+
+    async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            parts = get_route_path(scope).strip("/").split("/")
+            kind = None
+            if len(parts) == 1 and parts[0]:
+                kind = INFO
+            elif len(parts) == 2 and parts[1] == "models":
+                kind = MODELS
+            elif len(parts) == 3 and parts[1:] == ["chat", "completions"]:
+                kind = CHAT
+            if kind is not None and parts[0] not in self.reserved_names:
+                await self.serve_agent(kind, parts[0], self.dynamic_agents, scope, receive, send)
+                return
+        await self.router.not_found(scope, receive, send)
+
+    async def serve_agent(
+        self, kind: str, name: str, specs: list[AgentSpec], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer one agent route: chat completions, agent info, or its models list."""
+        method = scope["method"]
+        if kind == CHAT and method == "POST":
+            await self.chat_handler(scope, receive, send, name, specs)
+            return
+        if method not in _ALLOWED[kind].split(", ") and not (method == "HEAD" and kind != CHAT):
+            response = error_response(
+                405,
+                f"Method {method} is not allowed on {scope['path']}; use {_ALLOWED[kind]}.",
+                code="method_not_allowed",
+                headers={"allow": _ALLOWED[kind]},
+            )
+            await response(scope, receive, send)
+            return
+        spec = await self._find(name, specs)
+        if spec is None:
+            response = error_response(404, f"Agent {name!r} not found.", param="agent", code="agent_not_found")
+            await response(scope, receive, send)
+            return
+        if kind == CHAT:
+            body: dict[str, Any] = {
+                "agent": name,
+                "endpoint": f"/{name}/chat/completions",
+                "method": "POST",
+                "openai_compatible": True,
+                "supports_streaming": True,
+            }
+        elif kind == MODELS:
+            body = {
+                "object": "list",
+                "data": [{"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}],
+            }
+        else:
+            body = spec.info(name)
+            if method == "POST":
+                body["status"] = "active"
+        from starlette.responses import Response
+
+        await Response(encode(body), media_type="application/json")(scope, receive, send)
+
+    async def _find(self, name: str, specs: list[AgentSpec]) -> AgentSpec | None:
+        for spec in specs:
+            if spec.resolver is None:
+                return spec
+            data = await spec.resolve(name)
+            if data is not False and data is not None:
+                return spec
+        return None
+
+
+_STARTED = int(time.time())
+
+
+class _AgentRoute:
+    """The ASGI app behind one static agent route."""
+
+    __slots__ = ("kind", "name", "server", "specs")
+
+    def __init__(self, server: ServerBase, kind: str, name: str, specs: list[AgentSpec]) -> None:
+        self.server = server
+        self.kind = kind
+        self.name = name
+        self.specs = specs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.server.serve_agent(self.kind, self.name, self.specs, scope, receive, send)

@@ -1,0 +1,34 @@
+"""Settings from the environment, and `.env` loading.
+
+`.env` in the working directory is loaded once per process when python-dotenv is
+installed; variables already set are never overridden.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["env_list", "load_env"]
+
+_loaded: set[str] = set()
+
+
+def load_env(path: str | os.PathLike[str] | None = None) -> bool:
+    """Load `path` (default: `./.env`) into os.environ without overriding; True if read."""
+    target = Path(path) if path is not None else Path.cwd() / ".env"
+    key = str(target.resolve())
+    if key in _loaded or not target.is_file():
+        return False
+    try:
+        from dotenv import load_dotenv
+    except ImportError:  # python-dotenv is optional at run time
+        return False
+    _loaded.add(key)
+    load_dotenv(target, override=False)
+    return True
+
+
+def env_list(name: str) -> list[str]:
+    """A comma-separated environment variable as a list of non-empty, stripped items."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]

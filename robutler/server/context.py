@@ -1,0 +1,106 @@
+"""The per-request context: one `RequestState` per chat-completion request.
+
+The state lives in a context variable, so the hooks, the agent, the stream generator,
+tasks they spawn and threads started through the threadpool all see the same object,
+and concurrent requests never see each other's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = ["RequestState", "get_context"]
+
+_current: ContextVar[RequestState | None] = ContextVar("robutler_request_state", default=None)
+_record_ids = itertools.count(1)
+
+
+class RequestState:
+    """What robutler knows about one request, and what the code serving it records.
+
+    `data` holds values set with `set()`; `usage` holds the credits charged through
+    `track_usage()`; `token_usage` is the token usage the agent reported, if any.
+    """
+
+    __slots__ = (
+        "agent_data",
+        "agent_name",
+        "api_key_name",
+        "data",
+        "error",
+        "messages",
+        "request",
+        "request_id",
+        "response",
+        "start_time",
+        "stream",
+        "token_usage",
+        "usage",
+    )
+
+    def __init__(self, request: Request | None = None, agent_name: str | None = None) -> None:
+        self.request = request
+        self.agent_name = agent_name
+        self.request_id = uuid.uuid4().hex
+        self.start_time = time.perf_counter()
+        self.stream = False
+        self.messages: list[dict[str, Any]] = []
+        self.agent_data: Any = None
+        self.data: dict[str, Any] = {}
+        self.usage: dict[str, Any] = {"total_credits": 0, "records": []}
+        self.token_usage: dict[str, Any] | None = None
+        self.response: Any = None
+        self.error: BaseException | None = None
+        self.api_key_name: str | None = None
+
+    def set(self, key: str, value: Any) -> None:
+        """Store a value for the rest of this request."""
+        self.data[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Read a value stored with `set()`, or `default`."""
+        return self.data.get(key, default)
+
+    def track_usage(
+        self,
+        credits: float,
+        reason: str = "",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Record a charge of `credits` against this request and return the record's id."""
+        if isinstance(credits, bool) or not isinstance(credits, (int, float)):
+            raise TypeError(f"credits must be a number, got {type(credits).__name__}")
+        if credits < 0:
+            raise ValueError(f"credits must not be negative, got {credits}")
+        record_id = f"usage-{next(_record_ids)}"
+        self.usage["records"].append(
+            {
+                "id": record_id,
+                "credits": credits,
+                "reason": reason,
+                "metadata": dict(metadata or {}),
+                "timestamp": time.time(),
+            }
+        )
+        self.usage["total_credits"] += credits
+        return record_id
+
+    def get_duration(self) -> float:
+        """Seconds since the request began."""
+        return time.perf_counter() - self.start_time
+
+    def __repr__(self) -> str:
+        return f"<RequestState {self.request_id} agent={self.agent_name!r} stream={self.stream}>"
+
+
+def get_context() -> RequestState | None:
+    """The current request's `RequestState`, or None outside a request."""
+    return _current.get()

@@ -1,0 +1,458 @@
+"""Serving one chat-completion request, as plain ASGI.
+
+The lifecycle of DESIGN.md §Lifecycle lives here, in one function with one `finally`:
+context, before hooks, resolution, validation, the agent, the response or stream, then
+finalize exactly once. While the agent runs, a watcher reads `receive` so that a client
+who leaves cancels the agent instead of leaving it running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from .context import RequestState, _current
+from .lifecycle import Hooks, StreamingWrapper
+from .protocol import RequestError, completion_id, encode, error_body, now, parse_request
+from .results import (
+    AITER,
+    COMPLETION,
+    EVENTS,
+    ITER,
+    MESSAGE,
+    RESPONSE,
+    TEXT,
+    ChunkEncoder,
+    UnsupportedResult,
+    assemble,
+    classify,
+    completion_chunks,
+    completion_from_dict,
+    is_substantial,
+    iter_items,
+)
+
+if TYPE_CHECKING:
+    from .agents import AgentSpec
+
+__all__ = ["ChatHandler", "error_response"]
+
+logger = logging.getLogger("robutler")
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_JSON_TYPE = (b"content-type", b"application/json")
+DISCONNECTED = 499  # nginx's "client closed request": no answer was sent
+
+
+class AgentRequest(Request):
+    """A Request whose body is read at most `max_body_size` bytes, never buffered past it."""
+
+    max_body_size: int = 4 * 1024 * 1024
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            limit = self.max_body_size
+            length = self.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise _too_large(limit)
+            parts = []
+            size = 0
+            async for part in self.stream():
+                size += len(part)
+                if size > limit:
+                    raise _too_large(limit)
+                parts.append(part)
+            self._body = b"".join(parts)
+        return self._body
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(
+        413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large"
+    )
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+) -> Response:
+    """A JSON error in OpenAI's shape."""
+    hdrs = dict(headers or {})
+    if request_id:
+        hdrs["x-request-id"] = request_id
+    return Response(
+        encode(error_body(status, message, param=param, code=code)),
+        status_code=status,
+        headers=hdrs,
+        media_type="application/json",
+    )
+
+
+def _http_exception(exc: HTTPException, request_id: str) -> Response:
+    detail = exc.detail
+    if isinstance(detail, dict) and isinstance(detail.get("error"), dict):
+        err = detail["error"]
+        return error_response(
+            exc.status_code,
+            str(err.get("message", "")),
+            param=err.get("param"),
+            code=err.get("code"),
+            headers=exc.headers,
+            request_id=request_id,
+        )
+    message = detail if isinstance(detail, str) else encode(detail).decode()
+    return error_response(exc.status_code, message, headers=exc.headers, request_id=request_id)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class _Outcome:
+    """What the work task leaves for finalize, even when it is cancelled."""
+
+    __slots__ = ("response", "started")
+
+    def __init__(self) -> None:
+        self.response: Any = None
+        self.started = False
+
+
+class ChatHandler:
+    """Serves `POST /NAME/chat/completions` for a server's agents."""
+
+    def __init__(self, hooks: Hooks, *, max_body_size: int, debug: bool = False) -> None:
+        self.hooks = hooks
+        self.max_body_size = max_body_size
+        self.debug = debug
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        specs: list[AgentSpec],
+    ) -> None:
+        request = AgentRequest(scope, receive)
+        request.max_body_size = self.max_body_size
+        state = RequestState(request, name)
+        token = _current.set(state)
+        outcome = _Outcome()
+        try:
+            await self._serve(state, specs, scope, receive, send, outcome)
+        finally:
+            response = outcome.response
+            if response is None:
+                response = Response(status_code=DISCONNECTED)
+            state.response = response
+            try:
+                await self.hooks.run_finalize(state, response)
+            finally:
+                _current.reset(token)
+
+    async def _serve(
+        self,
+        state: RequestState,
+        specs: list[AgentSpec],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        rid = state.request_id
+        try:
+            if self.hooks.before:
+                await self.hooks.run_before(state)
+            spec = await self._resolve(state, specs)
+            assert state.request is not None
+            body = await state.request.body()
+            data, req = parse_request(body)
+            state.messages = data["messages"]
+            state.stream = req.stream is True
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            model = spec.model or req.model or state.agent_name or "agent"
+            await self._run(state, spec, include_usage, model, scope, receive, send, outcome)
+            return
+        except RequestError as exc:
+            state.error = exc
+            response = error_response(
+                exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers, request_id=rid
+            )
+        except HTTPException as exc:
+            state.error = exc
+            response = _http_exception(exc, rid)
+        except ClientDisconnect as exc:
+            state.error = exc
+            return
+        except UnsupportedResult as exc:
+            state.error = exc
+            logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
+            response = error_response(500, str(exc), code="unsupported_result", request_id=rid)
+        except Exception as exc:
+            state.error = exc
+            logger.exception("agent %r failed (request %s)", state.agent_name, rid)
+            detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
+            message = f"{detail} (request id {rid})"
+            response = error_response(500, message, code="agent_error", request_id=rid)
+        if outcome.started:
+            return  # an answer is already on its way; the stream reported the failure
+        outcome.response = response
+        outcome.started = True
+        await response(scope, receive, send)
+
+    async def _resolve(self, state: RequestState, specs: list[AgentSpec]) -> AgentSpec:
+        name = state.agent_name or ""
+        for spec in specs:
+            if spec.resolver is None:
+                return spec
+            data = await spec.resolve(name)
+            if data is not False and data is not None:
+                state.agent_data = data
+                return spec
+        raise RequestError(404, f"Agent {name!r} not found.", param="agent", code="agent_not_found")
+
+    async def _run(
+        self,
+        state: RequestState,
+        spec: AgentSpec,
+        include_usage: bool,
+        model: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        work = asyncio.ensure_future(
+            self._produce(state, spec, include_usage, model, scope, receive, send, outcome)
+        )
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            watcher.cancel()
+            raise
+        if work.done():
+            watcher.cancel()
+            work.result()  # re-raise a failure from before the answer started
+            return
+        # The client left before the answer was complete: stop the agent.
+        work.cancel()
+        try:
+            await work
+        except BaseException:  # noqa: S110 - the agent's cancellation is expected
+            pass
+        response = outcome.response
+        if isinstance(response, StreamingWrapper) and response.status == "streaming":
+            response.status = "disconnected"
+        state.error = state.error or ConnectionResetError("client disconnected")
+
+    async def _produce(
+        self,
+        state: RequestState,
+        spec: AgentSpec,
+        include_usage: bool,
+        model: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        result = await spec.call(state.messages, state.stream, state)
+        kind, value = classify(result)
+        if kind == RESPONSE:
+            await self._pass_through(value, scope, receive, send, outcome)
+            return
+        cid = completion_id()
+        created = now()
+        if not state.stream:
+            if kind == TEXT:
+                completion: dict[str, Any] = {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": value},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                    ],
+                }
+            elif kind in (COMPLETION, MESSAGE):
+                completion = completion_from_dict(kind, value, cid, created, model)
+            else:
+                items = iter_items(kind, value)
+                try:
+                    completion = await assemble(items, cid, created, model)
+                finally:
+                    await _close(items)
+            state.token_usage = completion.get("usage")
+            body = encode(completion)
+            outcome.started = True
+            outcome.response = Response(body, media_type="application/json") if self.hooks.finalize else _SENT
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        _JSON_TYPE,
+                        (b"content-length", str(len(body)).encode()),
+                        (b"x-request-id", state.request_id.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self._stream(state, result, kind, value, include_usage, model, cid, created, send, outcome)
+
+    async def _stream(
+        self,
+        state: RequestState,
+        result: Any,
+        kind: int,
+        value: Any,
+        include_usage: bool,
+        model: str,
+        cid: str,
+        created: int,
+        send: Send,
+        outcome: _Outcome,
+    ) -> None:
+        wrapper = StreamingWrapper(result)
+        outcome.response = wrapper
+        encoder = ChunkEncoder(cid, created, model, include_usage)
+        if kind == TEXT:
+            items: Any = _aiter_of([value])
+        elif kind in (COMPLETION, MESSAGE):
+            completion = completion_from_dict(kind, value, cid, created, model)
+            encoder.set_model(completion["model"])
+            items = _aiter_of(completion_chunks(completion))
+        else:
+            items = iter_items(kind, value)
+        try:
+            # Hold back leading role-only chunks: a failure before the first real chunk
+            # is still answered with a proper 500.
+            pending: list[Any] = []
+            await _collect_leading(items, pending)
+            for item in pending:
+                if isinstance(item, dict) and item.get("model") and kind not in (COMPLETION, MESSAGE):
+                    encoder.set_model(item["model"])
+                    break
+            first = b"".join(f for f in map(encoder.item, pending) if f)
+            headers = [*_SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
+            wrapper.headers = {k.decode(): v.decode() for k, v in headers}
+            outcome.started = True
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if first:
+                wrapper.chunks_sent += len(pending)
+                wrapper.bytes_sent += len(first)
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            try:
+                async for item in items:
+                    frame = encoder.item(item)
+                    if frame:
+                        wrapper.chunks_sent += 1
+                        wrapper.bytes_sent += len(frame)
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                tail = encoder.finish()
+                state.token_usage = encoder.usage
+                wrapper.bytes_sent += len(tail)
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                wrapper.status = "completed"
+            except Exception as exc:
+                wrapper.status = "failed"
+                wrapper.error = exc
+                state.error = exc
+                rid = state.request_id
+                if isinstance(exc, UnsupportedResult):
+                    logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
+                    message = str(exc)
+                else:
+                    logger.exception("agent %r failed mid-stream (request %s)", state.agent_name, rid)
+                    detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
+                    message = f"{detail} (request id {rid})"
+                frame = ChunkEncoder.error(error_body(500, message, code="agent_error"))
+                await send({"type": "http.response.body", "body": frame, "more_body": False})
+        finally:
+            await _close(items)
+
+    async def _pass_through(
+        self, response: Response, scope: Scope, receive: Receive, send: Send, outcome: _Outcome
+    ) -> None:
+        if not isinstance(response, StreamingResponse):
+            outcome.response = response
+            outcome.started = True
+            await response(scope, receive, send)
+            return
+        wrapper = StreamingWrapper(response, response.status_code)
+        wrapper.headers = dict(response.headers)
+        wrapper.media_type = response.media_type or wrapper.media_type
+        outcome.response = wrapper
+        outcome.started = True
+
+        async def counting_send(message: Any) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                wrapper.chunks_sent += 1
+                wrapper.bytes_sent += len(message["body"])
+            await send(message)
+
+        try:
+            await response(scope, receive, counting_send)
+        except Exception as exc:
+            wrapper.status = "failed"
+            wrapper.error = exc
+            logger.exception("streamed response failed")
+            return
+        if wrapper.status == "streaming":
+            wrapper.status = "completed"
+
+
+_SENT = Response(status_code=200)
+
+
+async def _aiter_of(items: list[Any]) -> Any:
+    for item in items:
+        yield item
+
+
+async def _collect_leading(items: Any, pending: list[Any]) -> None:
+    """Read items into `pending` up to and including the first substantial one."""
+    while True:
+        try:
+            item = await items.__anext__()
+        except StopAsyncIteration:
+            return
+        pending.append(item)
+        if is_substantial(item):
+            return
+
+
+async def _close(items: Any) -> None:
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.exception("closing the agent's stream failed")

@@ -1,0 +1,150 @@
+"""Request lifecycle hooks: before_request, finalize_request, and the StreamingWrapper.
+
+Hooks are plain functions or coroutines. A before hook gets `(request)`, a finalize hook
+`(request, response)`; either also gets `context=` when it names that parameter. Sync
+hooks run in the threadpool, like FastAPI's sync endpoints. Finalize hooks all run, each
+one's exception logged, and they finish even when the request's task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from .context import RequestState
+
+__all__ = ["Hook", "Hooks", "StreamingWrapper"]
+
+logger = logging.getLogger("robutler")
+
+
+class StreamingWrapper:
+    """What finalize hooks get for a streamed response.
+
+    `original_response` is what the agent returned; `status` is "streaming" until the
+    stream ends, then "completed", "disconnected" (the client left) or "failed" (then
+    `error` holds the exception).
+    """
+
+    __slots__ = (
+        "bytes_sent",
+        "chunks_sent",
+        "error",
+        "headers",
+        "media_type",
+        "original_response",
+        "status",
+        "status_code",
+    )
+
+    def __init__(self, original_response: Any, status_code: int = 200) -> None:
+        self.original_response = original_response
+        self.status_code = status_code
+        self.media_type = "text/event-stream"
+        self.headers: dict[str, str] = {}
+        self.status = "streaming"
+        self.error: BaseException | None = None
+        self.chunks_sent = 0
+        self.bytes_sent = 0
+
+    @property
+    def completed(self) -> bool:
+        """The whole stream, up to [DONE], was handed to the server."""
+        return self.status == "completed"
+
+    @property
+    def disconnected(self) -> bool:
+        """The client went away before the stream ended."""
+        return self.status == "disconnected"
+
+    @property
+    def failed(self) -> bool:
+        """The agent raised while streaming; `error` says what."""
+        return self.status == "failed"
+
+    def __repr__(self) -> str:
+        return f"<StreamingWrapper {self.status} chunks={self.chunks_sent} bytes={self.bytes_sent}>"
+
+
+class Hook:
+    """A registered callback, with how to call it worked out once."""
+
+    __slots__ = ("fn", "is_async", "npos", "wants_context")
+
+    def __init__(self, fn: Callable[..., Any], max_positional: int) -> None:
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004
+        )
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            self.npos = max_positional
+        else:
+            self.npos = min(len([p for p in positional if p.name != "context"]), max_positional)
+        self.wants_context = "context" in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in params)
+
+    async def __call__(self, state: RequestState, *args: Any) -> Any:
+        args = args[: self.npos]
+        kwargs = {"context": state} if self.wants_context else {}
+        if self.is_async:
+            return await self.fn(*args, **kwargs)
+        return await run_in_threadpool(self.fn, *args, **kwargs)
+
+
+class Hooks:
+    """The before_request and finalize_request callbacks of one server."""
+
+    def __init__(self) -> None:
+        self.before: list[Hook] = []
+        self.finalize: list[Hook] = []
+
+    def add_before(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.before.append(Hook(_check_callable(fn, "before_request"), 1))
+        return fn
+
+    def add_finalize(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.finalize.append(Hook(_check_callable(fn, "finalize_request"), 2))
+        return fn
+
+    async def run_before(self, state: RequestState) -> None:
+        """Run before hooks in order; the first exception stops the request."""
+        for hook in self.before:
+            await hook(state, state.request)
+
+    async def _run_finalize(self, state: RequestState, response: Any) -> None:
+        for hook in self.finalize:
+            try:
+                await hook(state, state.request, response)
+            except Exception:
+                logger.exception(
+                    "finalize_request hook %s failed (request %s)",
+                    getattr(hook.fn, "__qualname__", hook.fn),
+                    state.request_id,
+                )
+
+    async def run_finalize(self, state: RequestState, response: Any) -> None:
+        """Run every finalize hook once, shielded from the caller's cancellation."""
+        if not self.finalize:
+            return
+        task = asyncio.ensure_future(self._run_finalize(state, response))
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+def _check_callable(fn: Any, what: str) -> Callable[..., Any]:
+    if not callable(fn):
+        raise TypeError(f"@app.agent.{what} expects a function, got {type(fn).__name__}")
+    return fn  # type: ignore[no-any-return]

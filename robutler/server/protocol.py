@@ -1,0 +1,185 @@
+"""The Chat Completions wire format: request validation, error bodies, encoders.
+
+Requests are parsed once with pydantic-core and validated against a model that accepts
+the whole Chat Completions request and keeps unknown fields; agents get the original
+message dicts. Responses are encoded with pydantic-core too.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic_core import from_json, to_json
+
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "RequestError",
+    "completion_id",
+    "encode",
+    "error_body",
+    "parse_request",
+]
+
+encode = to_json
+
+
+def completion_id() -> str:
+    """A fresh `chatcmpl-…` id."""
+    return "chatcmpl-" + uuid.uuid4().hex
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FunctionCall(_Open):
+    name: StrictStr
+    arguments: StrictStr
+
+
+class ToolCall(_Open):
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ContentPart(_Open):
+    type: StrictStr
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: StrictStr | list[ContentPart] | None = None
+    name: StrictStr | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: StrictStr | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: StrictBool | None = None
+
+
+class ChatCompletionRequest(_Open):
+    """A Chat Completions request; fields not listed here are kept as they came."""
+
+    model: StrictStr | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=128)
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: int | None = None
+    user: StrictStr | None = None
+
+
+class RequestError(Exception):
+    """A client error to answer in OpenAI's shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+
+_ERROR_TYPES = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    504: "upstream_error",
+}
+
+
+def error_type(status: int) -> str:
+    """OpenAI-style `type` for an HTTP status."""
+    if status in _ERROR_TYPES:
+        return _ERROR_TYPES[status]
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
+def error_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """`{"error": {"message", "type", "param", "code"}}`."""
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+
+
+def _loc_to_param(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _validation_error(exc: ValidationError) -> RequestError:
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    # Name the field, not pydantic's union branch; the deepest error says the most.
+    def field_path(error: Any) -> tuple[int | str, ...]:
+        return tuple(p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+
+    first = max(errors, key=lambda e: len(field_path(e)))
+    param = _loc_to_param(field_path(first)) or None
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    where = f"'{param}'" if param else "the request body"
+    return RequestError(422, f"Invalid value for {where}: {first['msg']}{more}", param=param, code="invalid_value")
+
+
+_UNION_TAGS = frozenset(
+    {"str", "list[ContentPart]", "dict[str,any]", "list[str]", "function-after", "none", "int", "float"}
+)
+
+
+def parse_request(body: bytes) -> tuple[dict[str, Any], ChatCompletionRequest]:
+    """Parse and validate a request body; return the raw dict and the validated model.
+
+    Raises `RequestError` (422) naming the field at fault.
+    """
+    if not body:
+        raise RequestError(422, "The request body is empty; send a JSON object with 'messages'.", code="invalid_json")
+    try:
+        data = from_json(body)
+    except ValueError as exc:
+        raise RequestError(422, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise RequestError(
+            422,
+            f"The request body must be a JSON object, got {type(data).__name__}.",
+            code="invalid_json",
+        )
+    try:
+        model = ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    return data, model

@@ -1,0 +1,430 @@
+"""Turn whatever an agent returns into a chat.completion or a stream of chunks.
+
+`classify` decides once what a result is; `iter_items` yields its stream items (str
+deltas or chunk dicts); `ChunkEncoder` turns items into SSE frames that share one id,
+`created` and `model`; `assemble` folds items into one completion; `completion_from_dict`
+fills in a completion or message dict. See DESIGN.md §Agents for the table.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import Response
+
+from .protocol import encode
+
+__all__ = [
+    "ChunkEncoder",
+    "UnsupportedResult",
+    "assemble",
+    "classify",
+    "completion_from_dict",
+    "iter_items",
+]
+
+DONE = b"data: [DONE]\n\n"
+
+
+class UnsupportedResult(TypeError):
+    """An agent returned something robutler cannot turn into a reply."""
+
+    def __init__(self, value: Any, where: str = "returned") -> None:
+        kind = type(value).__name__
+        super().__init__(
+            f"Agent {where} an unsupported value of type {kind!r}; return a str, a "
+            "chat.completion or message dict, an iterator of str or chunk dicts, an object "
+            "with stream_events() or final_output, or a Starlette Response."
+        )
+        self.value = value
+
+
+# Result kinds.
+TEXT, COMPLETION, MESSAGE, EVENTS, AITER, ITER, RESPONSE = range(7)
+
+
+def _unwrap(result: Any) -> Any:
+    """Follow `final_output` of objects that are not also streams."""
+    for _ in range(8):
+        if (
+            isinstance(result, (str, dict, Response))
+            or hasattr(result, "stream_events")
+            or not hasattr(result, "final_output")
+        ):
+            return result
+        result = result.final_output
+    return result
+
+
+def classify(result: Any) -> tuple[int, Any]:
+    """Return (kind, value) for an agent's result, or raise `UnsupportedResult`."""
+    result = _unwrap(result)
+    if isinstance(result, str):
+        return TEXT, result
+    if isinstance(result, Mapping):
+        if "choices" in result:
+            return COMPLETION, result
+        if "content" in result or "tool_calls" in result or "role" in result:
+            return MESSAGE, result
+        raise UnsupportedResult(result)
+    if isinstance(result, Response):
+        return RESPONSE, result
+    if callable(getattr(result, "stream_events", None)):
+        return EVENTS, result
+    if isinstance(result, AsyncIterable):
+        return AITER, result
+    if isinstance(result, Iterable) and not isinstance(result, (bytes, bytearray)):
+        return ITER, result
+    raise UnsupportedResult(result)
+
+
+def _event_chunk(event: Any) -> Any:
+    data = getattr(event, "data", None)
+    if data is None and isinstance(event, Mapping):
+        data = event.get("data")
+    if data is None:
+        return None
+    if isinstance(data, Mapping):
+        return data.get("chunk")
+    return getattr(data, "chunk", None)
+
+
+async def _events(result: Any) -> AsyncIterator[Any]:
+    events = result.stream_events()
+    if inspect.isawaitable(events):
+        events = await events
+    async for event in _any_iter(events):
+        chunk = _event_chunk(event)
+        if chunk is not None:
+            yield chunk
+
+
+async def _any_iter(source: Any) -> AsyncIterator[Any]:
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield item
+    elif isinstance(source, (list, tuple)):
+        for item in source:
+            yield item
+    else:
+        async for item in iterate_in_threadpool(iter(source)):
+            yield item
+
+
+def iter_items(kind: int, value: Any) -> AsyncIterator[Any]:
+    """Stream items (str deltas or chunk dicts) for a streaming kind."""
+    if kind == EVENTS:
+        return _events(value)
+    return _any_iter(value)
+
+
+def _tool_calls(calls: Iterable[Any]) -> list[dict[str, Any]]:
+    out = []
+    for call in calls:
+        call = dict(call)
+        function = dict(call.get("function") or {})
+        if "name" in call and "name" not in function:
+            function["name"] = call.pop("name")
+        if "arguments" in call and "arguments" not in function:
+            function["arguments"] = call.pop("arguments")
+        args = function.get("arguments", "")
+        if not isinstance(args, str):
+            function["arguments"] = encode(args).decode()
+        function.setdefault("arguments", "")
+        call["function"] = function
+        if not call.get("id"):
+            call["id"] = "call_" + uuid.uuid4().hex[:24]
+        if not call.get("type"):
+            call["type"] = "function"
+        out.append(call)
+    return out
+
+
+def _message(msg: Mapping[str, Any]) -> dict[str, Any]:
+    message = dict(msg)
+    message.setdefault("role", "assistant")
+    message.setdefault("content", None)
+    if message.get("tool_calls"):
+        message["tool_calls"] = _tool_calls(message["tool_calls"])
+    else:
+        message.pop("tool_calls", None)
+    return message
+
+
+def completion_from_dict(
+    kind: int, value: Mapping[str, Any], cid: str, created: int, model: str
+) -> dict[str, Any]:
+    """A complete chat.completion from a completion or message dict."""
+    if kind == MESSAGE:
+        message = _message(value)
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        return {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        }
+    completion = dict(value)
+    completion.setdefault("id", cid)
+    completion["object"] = "chat.completion"
+    completion.setdefault("created", created)
+    if not completion.get("model"):
+        completion["model"] = model
+    choices = []
+    for i, choice in enumerate(completion.get("choices") or []):
+        choice = dict(choice)
+        choice.setdefault("index", i)
+        message = _message(choice.get("message") or {})
+        choice["message"] = message
+        if not choice.get("finish_reason"):
+            choice["finish_reason"] = "tool_calls" if message.get("tool_calls") else "stop"
+        choice.setdefault("logprobs", None)
+        choices.append(choice)
+    completion["choices"] = choices
+    if completion.get("usage") is None:
+        completion.pop("usage", None)
+    return completion
+
+
+def completion_chunks(completion: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chunks that stream a complete chat.completion."""
+    chunks: list[dict[str, Any]] = []
+    for choice in completion["choices"]:
+        index = choice["index"]
+        message = choice["message"]
+        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+        for key, val in message.items():
+            if key not in ("role", "content", "tool_calls"):
+                delta[key] = val
+        chunks.append({"choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        for i, call in enumerate(message.get("tool_calls") or []):
+            call_delta = {"index": i, **call}
+            chunks.append(
+                {"choices": [{"index": index, "delta": {"tool_calls": [call_delta]}, "finish_reason": None}]}
+            )
+        chunks.append({"choices": [{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+    if completion.get("usage"):
+        chunks.append({"choices": [], "usage": completion["usage"]})
+    return chunks
+
+
+class ChunkEncoder:
+    """Encodes stream items as SSE frames sharing one id, `created` and `model`.
+
+    It adds the assistant role to each choice's first chunk, drops a second finish for a
+    choice, moves usage to a final usage chunk (only when `include_usage`), and closes
+    every open choice in `finish()`.
+    """
+
+    __slots__ = (
+        "_head",
+        "_text_prefix",
+        "cid",
+        "created",
+        "finished",
+        "include_usage",
+        "model",
+        "roles",
+        "tool_indexes",
+        "usage",
+    )
+
+    def __init__(self, cid: str, created: int, model: str, include_usage: bool) -> None:
+        self.cid = cid
+        self.created = created
+        self.model = model
+        self.include_usage = include_usage
+        self.roles: set[int] = set()
+        self.finished: set[int] = set()
+        self.tool_indexes: set[int] = set()
+        self.usage: Any = None
+        self._head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+        self._text_prefix = b""
+
+    def set_model(self, model: str) -> None:
+        """Use the agent's model for every chunk (call before the first frame)."""
+        self.model = model
+        self._head["model"] = model
+        self._text_prefix = b""
+
+    def _frame(self, choices: list[Any], extra: Mapping[str, Any] | None = None) -> bytes:
+        chunk = dict(extra) if extra else {}
+        chunk.update(self._head)
+        chunk["choices"] = choices
+        return b"data: " + encode(chunk) + b"\n\n"
+
+    def text(self, text: str) -> bytes:
+        """Frame for a content delta of choice 0."""
+        if 0 not in self.roles:
+            self.roles.add(0)
+            delta = {"role": "assistant", "content": text}
+            return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+        if not self._text_prefix:
+            head = encode(self._head)[:-1]
+            self._text_prefix = b"data: " + head + b',"choices":[{"index":0,"delta":{"content":'
+        return self._text_prefix + encode(text) + b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def chunk(self, chunk: Mapping[str, Any]) -> bytes | None:
+        """Frame for an agent's chunk dict, or None when nothing is left to send."""
+        extra = {k: v for k, v in chunk.items() if k not in ("id", "object", "created", "model", "choices", "usage")}
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
+        choices = []
+        for choice in chunk.get("choices") or ():
+            choice = dict(choice)
+            index = choice.setdefault("index", 0)
+            delta = dict(choice.get("delta") or {})
+            if index not in self.roles:
+                self.roles.add(index)
+                delta["role"] = "assistant"
+                delta.setdefault("content", "")
+            elif "role" in delta and delta["role"] is None:
+                del delta["role"]
+            if delta.get("tool_calls"):
+                self.tool_indexes.add(index)
+            choice["delta"] = delta
+            choice.setdefault("logprobs", None)
+            reason = choice.get("finish_reason")
+            if reason:
+                if index in self.finished:
+                    choice["finish_reason"] = None
+                else:
+                    self.finished.add(index)
+            else:
+                choice["finish_reason"] = None
+            choices.append(choice)
+        if not choices:
+            return None
+        return self._frame(choices, extra)
+
+    def item(self, item: Any) -> bytes | None:
+        """Frame for a stream item: str or chunk dict."""
+        if isinstance(item, str):
+            return self.text(item) if item else None
+        if isinstance(item, Mapping):
+            return self.chunk(item)
+        raise UnsupportedResult(item, "streamed")
+
+    def finish(self) -> bytes:
+        """Finish chunks for open choices, the usage chunk if asked for, and [DONE]."""
+        out = b""
+        if not self.roles:
+            self.roles.add(0)
+            delta = {"role": "assistant", "content": ""}
+            out += self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+        for index in sorted(self.roles - self.finished):
+            reason = "tool_calls" if index in self.tool_indexes else "stop"
+            out += self._frame([{"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}])
+            self.finished.add(index)
+        if self.include_usage and self.usage:
+            out += self._frame([], {"usage": self.usage})
+        return out + DONE
+
+    @staticmethod
+    def error(body: Mapping[str, Any]) -> bytes:
+        """An error event followed by [DONE]."""
+        return b"data: " + encode(body) + b"\n\n" + DONE
+
+
+def is_substantial(item: Any) -> bool:
+    """False for leading chunks that carry only a role or empty content."""
+    if isinstance(item, str):
+        return bool(item)
+    if not isinstance(item, Mapping):
+        return True
+    if item.get("usage"):
+        return True
+    for choice in item.get("choices") or ():
+        if choice.get("finish_reason"):
+            return True
+        for key, val in (choice.get("delta") or {}).items():
+            if key != "role" and val not in (None, "", []):
+                return True
+    return False
+
+
+class _Choice:
+    __slots__ = ("content", "extra", "finish_reason", "has_content", "tools")
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.has_content = False
+        self.tools: dict[int, dict[str, Any]] = {}
+        self.finish_reason: str | None = None
+        self.extra: dict[str, Any] = {}
+
+
+async def assemble(
+    items: AsyncIterator[Any], cid: str, created: int, model: str
+) -> dict[str, Any]:
+    """Fold a stream of str deltas and chunk dicts into one chat.completion."""
+    choices: dict[int, _Choice] = {}
+    usage = None
+    agent_model = None
+    async for item in items:
+        if isinstance(item, str):
+            choice = choices.get(0) or choices.setdefault(0, _Choice())
+            choice.content.append(item)
+            choice.has_content = True
+            continue
+        if not isinstance(item, Mapping):
+            raise UnsupportedResult(item, "streamed")
+        if item.get("usage"):
+            usage = item["usage"]
+        if agent_model is None and item.get("model"):
+            agent_model = item["model"]
+        for raw in item.get("choices") or ():
+            index = raw.get("index", 0)
+            choice = choices.get(index) or choices.setdefault(index, _Choice())
+            delta = raw.get("delta") or {}
+            for key, val in delta.items():
+                if key == "content":
+                    if val is not None:
+                        choice.content.append(val)
+                        choice.has_content = True
+                elif key == "tool_calls":
+                    for call in val or ():
+                        slot = choice.tools.setdefault(
+                            call.get("index", len(choice.tools)),
+                            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                        )
+                        if call.get("id"):
+                            slot["id"] = call["id"]
+                        if call.get("type"):
+                            slot["type"] = call["type"]
+                        fn = call.get("function") or {}
+                        if fn.get("name"):
+                            slot["function"]["name"] += fn["name"]
+                        if fn.get("arguments"):
+                            slot["function"]["arguments"] += fn["arguments"]
+                elif key != "role" and val is not None:
+                    choice.extra[key] = val
+            if raw.get("finish_reason"):
+                choice.finish_reason = raw["finish_reason"]
+    if not choices:
+        choices[0] = _Choice()
+    out_choices = []
+    for index in sorted(choices):
+        choice = choices[index]
+        message: dict[str, Any] = {"role": "assistant", **choice.extra}
+        message["content"] = "".join(choice.content) if choice.has_content or not choice.tools else None
+        if choice.tools:
+            message["tool_calls"] = _tool_calls(choice.tools[k] for k in sorted(choice.tools))
+        finish = choice.finish_reason or ("tool_calls" if choice.tools else "stop")
+        out_choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+    completion: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": agent_model or model,
+        "choices": out_choices,
+    }
+    if usage:
+        completion["usage"] = usage
+    return completion

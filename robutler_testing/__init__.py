@@ -1,0 +1,1 @@
+"""Offline test harness for robutler servers and agents."""
