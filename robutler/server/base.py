@@ -43,7 +43,9 @@ class AgentDecorator:
         self._server = server
 
     @overload
-    def __call__(self, name_or_resolver: str, *, description: str | None = ...) -> Callable[[F], F]: ...
+    def __call__(
+        self, name_or_resolver: str, *, description: str | None = ...
+    ) -> Callable[[F], F]: ...
 
     @overload
     def __call__(
@@ -126,16 +128,28 @@ class ServerBase(FastAPI):
         """Serve `fn` as the static agent `name`; returns its spec."""
         check_name(name, self.reserved_names)
         if name in self.static_agents:
-            raise ValueError(f"an agent named {name!r} is already registered; agent names must be unique")
+            raise ValueError(
+                f"an agent named {name!r} is already registered; agent names must be unique"
+            )
         spec = AgentSpec(fn, name, description=description, model=model)
         self.static_agents[name] = spec
         specs = [spec]
-        for path, kind in ((f"/{name}/chat/completions", CHAT), (f"/{name}/models", MODELS), (f"/{name}", INFO)):
-            self.router.routes.append(Route(path, _AgentRoute(self, kind, name, specs), name=f"agent:{name}:{kind}"))
+        for path, kind in (
+            (f"/{name}/chat/completions", CHAT),
+            (f"/{name}/models", MODELS),
+            (f"/{name}", INFO),
+        ):
+            self.router.routes.append(
+                Route(path, _AgentRoute(self, kind, name, specs), name=f"agent:{name}:{kind}")
+            )
         return spec
 
     def add_dynamic_agent(
-        self, resolver: Callable[[str], Any], fn: Callable[..., Any], *, description: str | None = None
+        self,
+        resolver: Callable[[str], Any],
+        fn: Callable[..., Any],
+        *,
+        description: str | None = None,
     ) -> AgentSpec:
         """Serve `fn` for every agent name that `resolver(name)` returns data for."""
         spec = AgentSpec(fn, None, resolver, description=description)
@@ -170,7 +184,13 @@ class ServerBase(FastAPI):
         await self.router.not_found(scope, receive, send)
 
     async def serve_agent(
-        self, kind: str, name: str, specs: list[AgentSpec], scope: Scope, receive: Receive, send: Send
+        self,
+        kind: str,
+        name: str,
+        specs: list[AgentSpec],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
         """Answer one agent route: chat completions, agent info, or its models list."""
         method = scope["method"]
@@ -188,7 +208,9 @@ class ServerBase(FastAPI):
             return
         spec = await self._find(name, specs)
         if spec is None:
-            response = error_response(404, f"Agent {name!r} not found.", param="agent", code="agent_not_found")
+            response = error_response(
+                404, f"Agent {name!r} not found.", param="agent", code="agent_not_found"
+            )
             await response(scope, receive, send)
             return
         if kind == CHAT:
@@ -202,7 +224,9 @@ class ServerBase(FastAPI):
         elif kind == MODELS:
             body = {
                 "object": "list",
-                "data": [{"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}],
+                "data": [
+                    {"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}
+                ],
             }
         else:
             body = spec.info(name)

@@ -21,10 +21,7 @@ from .context import RequestState, _current
 from .lifecycle import Hooks, StreamingWrapper
 from .protocol import RequestError, completion_id, encode, error_body, now, parse_request
 from .results import (
-    AITER,
     COMPLETION,
-    EVENTS,
-    ITER,
     MESSAGE,
     RESPONSE,
     TEXT,
@@ -78,7 +75,9 @@ class AgentRequest(Request):
 
 def _too_large(limit: int) -> RequestError:
     return RequestError(
-        413, f"The request body is larger than the limit of {limit} bytes.", code="request_too_large"
+        413,
+        f"The request body is larger than the limit of {limit} bytes.",
+        code="request_too_large",
     )
 
 
@@ -195,7 +194,12 @@ class ChatHandler:
         except RequestError as exc:
             state.error = exc
             response = error_response(
-                exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers, request_id=rid
+                exc.status,
+                exc.message,
+                param=exc.param,
+                code=exc.code,
+                headers=exc.headers,
+                request_id=rid,
             )
         except HTTPException as exc:
             state.error = exc
@@ -257,10 +261,9 @@ class ChatHandler:
             return
         # The client left before the answer was complete: stop the agent.
         work.cancel()
-        try:
-            await work
-        except BaseException:  # noqa: S110 - the agent's cancellation is expected
-            pass
+        await asyncio.wait((work,))
+        if not work.cancelled() and work.exception() is not None:
+            logger.debug("agent raised while being cancelled", exc_info=work.exception())
         response = outcome.response
         if isinstance(response, StreamingWrapper) and response.status == "streaming":
             response.status = "disconnected"
@@ -311,7 +314,9 @@ class ChatHandler:
             state.token_usage = completion.get("usage")
             body = encode(completion)
             outcome.started = True
-            outcome.response = Response(body, media_type="application/json") if self.hooks.finalize else _SENT
+            outcome.response = (
+                Response(body, media_type="application/json") if self.hooks.finalize else _SENT
+            )
             await send(
                 {
                     "type": "http.response.start",
@@ -325,7 +330,9 @@ class ChatHandler:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        await self._stream(state, result, kind, value, include_usage, model, cid, created, send, outcome)
+        await self._stream(
+            state, result, kind, value, include_usage, model, cid, created, send, outcome
+        )
 
     async def _stream(
         self,
@@ -357,7 +364,11 @@ class ChatHandler:
             pending: list[Any] = []
             await _collect_leading(items, pending)
             for item in pending:
-                if isinstance(item, dict) and item.get("model") and kind not in (COMPLETION, MESSAGE):
+                if (
+                    isinstance(item, dict)
+                    and item.get("model")
+                    and kind not in (COMPLETION, MESSAGE)
+                ):
                     encoder.set_model(item["model"])
                     break
             first = b"".join(f for f in map(encoder.item, pending) if f)
@@ -390,7 +401,9 @@ class ChatHandler:
                     logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
                     message = str(exc)
                 else:
-                    logger.exception("agent %r failed mid-stream (request %s)", state.agent_name, rid)
+                    logger.exception(
+                        "agent %r failed mid-stream (request %s)", state.agent_name, rid
+                    )
                     detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
                     message = f"{detail} (request id {rid})"
                 frame = ChunkEncoder.error(error_body(500, message, code="agent_error"))

@@ -88,7 +88,9 @@ class Hook:
             self.npos = max_positional
         else:
             self.npos = min(len([p for p in positional if p.name != "context"]), max_positional)
-        self.wants_context = "context" in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in params)
+        self.wants_context = "context" in sig.parameters or any(
+            p.kind == p.VAR_KEYWORD for p in params
+        )
 
     async def __call__(self, state: RequestState, *args: Any) -> Any:
         args = args[: self.npos]

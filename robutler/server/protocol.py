@@ -145,6 +145,7 @@ def _loc_to_param(loc: tuple[int | str, ...]) -> str:
 
 def _validation_error(exc: ValidationError) -> RequestError:
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
+
     # Name the field, not pydantic's union branch; the deepest error says the most.
     def field_path(error: Any) -> tuple[int | str, ...]:
         return tuple(p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
@@ -153,11 +154,22 @@ def _validation_error(exc: ValidationError) -> RequestError:
     param = _loc_to_param(field_path(first)) or None
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     where = f"'{param}'" if param else "the request body"
-    return RequestError(422, f"Invalid value for {where}: {first['msg']}{more}", param=param, code="invalid_value")
+    return RequestError(
+        422, f"Invalid value for {where}: {first['msg']}{more}", param=param, code="invalid_value"
+    )
 
 
 _UNION_TAGS = frozenset(
-    {"str", "list[ContentPart]", "dict[str,any]", "list[str]", "function-after", "none", "int", "float"}
+    {
+        "str",
+        "list[ContentPart]",
+        "dict[str,any]",
+        "list[str]",
+        "function-after",
+        "none",
+        "int",
+        "float",
+    }
 )
 
 
@@ -167,11 +179,17 @@ def parse_request(body: bytes) -> tuple[dict[str, Any], ChatCompletionRequest]:
     Raises `RequestError` (422) naming the field at fault.
     """
     if not body:
-        raise RequestError(422, "The request body is empty; send a JSON object with 'messages'.", code="invalid_json")
+        raise RequestError(
+            422,
+            "The request body is empty; send a JSON object with 'messages'.",
+            code="invalid_json",
+        )
     try:
         data = from_json(body)
     except ValueError as exc:
-        raise RequestError(422, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+        raise RequestError(
+            422, f"The request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise RequestError(
             422,

@@ -167,7 +167,9 @@ def completion_from_dict(
             "object": "chat.completion",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+            ],
         }
     completion = dict(value)
     completion.setdefault("id", cid)
@@ -205,9 +207,19 @@ def completion_chunks(completion: Mapping[str, Any]) -> list[dict[str, Any]]:
         for i, call in enumerate(message.get("tool_calls") or []):
             call_delta = {"index": i, **call}
             chunks.append(
-                {"choices": [{"index": index, "delta": {"tool_calls": [call_delta]}, "finish_reason": None}]}
+                {
+                    "choices": [
+                        {
+                            "index": index,
+                            "delta": {"tool_calls": [call_delta]},
+                            "finish_reason": None,
+                        }
+                    ]
+                }
             )
-        chunks.append({"choices": [{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+        chunks.append(
+            {"choices": [{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}]}
+        )
     if completion.get("usage"):
         chunks.append({"choices": [], "usage": completion["usage"]})
     return chunks
@@ -243,7 +255,12 @@ class ChunkEncoder:
         self.finished: set[int] = set()
         self.tool_indexes: set[int] = set()
         self.usage: Any = None
-        self._head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+        self._head = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+        }
         self._text_prefix = b""
 
     def set_model(self, model: str) -> None:
@@ -263,7 +280,9 @@ class ChunkEncoder:
         if 0 not in self.roles:
             self.roles.add(0)
             delta = {"role": "assistant", "content": text}
-            return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+            return self._frame(
+                [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]
+            )
         if not self._text_prefix:
             head = encode(self._head)[:-1]
             self._text_prefix = b"data: " + head + b',"choices":[{"index":0,"delta":{"content":'
@@ -271,7 +290,11 @@ class ChunkEncoder:
 
     def chunk(self, chunk: Mapping[str, Any]) -> bytes | None:
         """Frame for an agent's chunk dict, or None when nothing is left to send."""
-        extra = {k: v for k, v in chunk.items() if k not in ("id", "object", "created", "model", "choices", "usage")}
+        extra = {
+            k: v
+            for k, v in chunk.items()
+            if k not in ("id", "object", "created", "model", "choices", "usage")
+        }
         usage = chunk.get("usage")
         if usage:
             self.usage = usage
@@ -317,10 +340,14 @@ class ChunkEncoder:
         if not self.roles:
             self.roles.add(0)
             delta = {"role": "assistant", "content": ""}
-            out += self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
+            out += self._frame(
+                [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]
+            )
         for index in sorted(self.roles - self.finished):
             reason = "tool_calls" if index in self.tool_indexes else "stop"
-            out += self._frame([{"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}])
+            out += self._frame(
+                [{"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}]
+            )
             self.finished.add(index)
         if self.include_usage and self.usage:
             out += self._frame([], {"usage": self.usage})
@@ -360,9 +387,7 @@ class _Choice:
         self.extra: dict[str, Any] = {}
 
 
-async def assemble(
-    items: AsyncIterator[Any], cid: str, created: int, model: str
-) -> dict[str, Any]:
+async def assemble(items: AsyncIterator[Any], cid: str, created: int, model: str) -> dict[str, Any]:
     """Fold a stream of str deltas and chunk dicts into one chat.completion."""
     choices: dict[int, _Choice] = {}
     usage = None
@@ -392,7 +417,11 @@ async def assemble(
                     for call in val or ():
                         slot = choice.tools.setdefault(
                             call.get("index", len(choice.tools)),
-                            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                            {
+                                "id": None,
+                                "type": "function",
+                                "function": {"name": "", "arguments": ""},
+                            },
                         )
                         if call.get("id"):
                             slot["id"] = call["id"]
@@ -413,11 +442,15 @@ async def assemble(
     for index in sorted(choices):
         choice = choices[index]
         message: dict[str, Any] = {"role": "assistant", **choice.extra}
-        message["content"] = "".join(choice.content) if choice.has_content or not choice.tools else None
+        message["content"] = (
+            "".join(choice.content) if choice.has_content or not choice.tools else None
+        )
         if choice.tools:
             message["tool_calls"] = _tool_calls(choice.tools[k] for k in sorted(choice.tools))
         finish = choice.finish_reason or ("tool_calls" if choice.tools else "stop")
-        out_choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": None})
+        out_choices.append(
+            {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
+        )
     completion: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion",

@@ -1,0 +1,281 @@
+"""§Lifecycle: hook order, finalize exactly once after the last byte, context identity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fastapi import HTTPException
+from fastapi.testclient import TestClient
+from helpers import USER, ASGICall, post
+
+from robutler.server import ServerBase, StreamingWrapper, get_context
+
+
+class Recorder:
+    """Hooks that record every call, with the context each one saw."""
+
+    def __init__(self, app: ServerBase) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.finals: list[tuple[Any, Any]] = []
+        app.agent.before_request(self.before)
+        app.agent.finalize_request(self.finalize)
+
+    async def before(self, request: Any) -> None:
+        self.events.append(("before", get_context()))
+
+    async def finalize(self, request: Any, response: Any) -> None:
+        ctx = get_context()
+        self.events.append(("finalize", ctx))
+        self.finals.append((ctx, response))
+
+
+BODY = json.dumps({"messages": USER}).encode()
+STREAM_BODY = json.dumps({"messages": USER, "stream": True}).encode()
+
+
+def make_app() -> tuple[ServerBase, Recorder, dict[str, Any]]:
+    app = ServerBase()
+    rec = Recorder(app)
+    seen: dict[str, Any] = {}
+
+    @app.agent("ok")
+    async def ok(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        rec.events.append(("agent", get_context()))
+        return "fine"
+
+    @app.agent("gen")
+    async def gen(messages: list[dict[str, Any]], stream: bool = False) -> AsyncIterator[str]:
+        rec.events.append(("agent", get_context()))
+        for i in range(3):
+            rec.events.append(("chunk", get_context()))
+            yield f"c{i} "
+
+    @app.agent("boom")
+    async def boom(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        raise RuntimeError("no")
+
+    @app.agent("mid")
+    async def mid(messages: list[dict[str, Any]], stream: bool = False) -> AsyncIterator[str]:
+        yield "a"
+        raise RuntimeError("mid")
+
+    @app.agent("slow")
+    async def slow(messages: list[dict[str, Any]], stream: bool = False) -> AsyncIterator[str]:
+        seen["started"] = True
+        try:
+            for i in range(1000):
+                yield f"s{i}"
+                await asyncio.sleep(0.005)
+        except BaseException as exc:  # the disconnect cancels the agent
+            seen["agent_exit"] = type(exc).__name__
+            raise
+
+    return app, rec, seen
+
+
+def test_hook_order_and_one_context() -> None:
+    app = ServerBase()
+    order: list[str] = []
+    contexts: list[Any] = []
+
+    for i in range(2):
+        async def before(request: Any, i: int = i) -> None:
+            order.append(f"before{i}")
+            contexts.append(get_context())
+
+        def finalize(request: Any, response: Any, i: int = i) -> None:  # sync hooks too
+            order.append(f"finalize{i}")
+            contexts.append(get_context())
+
+        app.agent.before_request(before)
+        app.agent.finalize_request(finalize)
+
+    def resolver(name: str) -> Any:
+        order.append("resolve")
+        contexts.append(get_context())
+        return {"name": name}
+
+    @app.agent(resolver)
+    async def dynamic(messages: list[dict[str, Any]], stream: bool = False) -> AsyncIterator[str]:
+        order.append("agent")
+        contexts.append(get_context())
+
+        async def spawned() -> Any:
+            return get_context()
+
+        contexts.append(await asyncio.create_task(spawned()))
+        yield "x"
+        order.append("stream")
+        contexts.append(get_context())
+
+    with TestClient(app) as client:
+        response = post(client, "anyone", stream=True)
+    assert response.status_code == 200
+    assert order == ["before0", "before1", "resolve", "agent", "stream", "finalize0", "finalize1"]
+    assert contexts[0] is not None
+    assert all(c is contexts[0] for c in contexts)
+    assert contexts[0].agent_data == {"name": "anyone"}
+    assert get_context() is None
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status", "kind", "state"),
+    [
+        ("ok", BODY, 200, "Response", None),
+        ("ok", STREAM_BODY, 200, "StreamingWrapper", "completed"),
+        ("gen", STREAM_BODY, 200, "StreamingWrapper", "completed"),
+        ("gen", BODY, 200, "Response", None),
+        ("boom", BODY, 500, "Response", None),
+        ("boom", STREAM_BODY, 500, "Response", None),
+        ("mid", STREAM_BODY, 200, "StreamingWrapper", "failed"),
+        ("mid", BODY, 500, "Response", None),
+        ("nobody", BODY, 404, "Response", None),
+        ("ok", b"{", 422, "Response", None),
+    ],
+)
+async def test_finalize_exactly_once_after_the_last_byte(
+    name: str, body: bytes, status: int, kind: str, state: str | None
+) -> None:
+    app, rec, _ = make_app()
+    sent_at_finalize: list[int] = []
+
+    call = ASGICall(app, f"/{name}/chat/completions", body)
+
+    @app.agent.finalize_request
+    async def check_last_byte(request: Any, response: Any) -> None:
+        sent_at_finalize.append(len(call.sent))
+        last = call.sent[-1]
+        assert last["type"] == "http.response.body" and not last.get("more_body", False)
+
+    await call.run()
+    assert call.status == status
+    assert [e for e, _ in rec.events].count("finalize") == 1
+    assert len(rec.finals) == 1
+    ctx, response = rec.finals[0]
+    assert type(response).__name__ == kind
+    assert response.status_code == status
+    if state is not None:
+        assert response.status == state
+    assert sent_at_finalize == [len(call.sent)]
+    before_ctx = [c for e, c in rec.events if e == "before"]
+    assert before_ctx == [ctx]
+
+
+async def test_finalize_once_when_before_hook_rejects_and_agent_never_runs() -> None:
+    app, rec, _ = make_app()
+
+    @app.agent.before_request
+    async def reject(request: Any) -> None:
+        raise HTTPException(401, "no key")
+
+    call = await ASGICall(app, "/ok/chat/completions", BODY).run()
+    assert call.status == 401
+    assert [e for e, _ in rec.events] == ["before", "finalize"]
+    assert rec.finals[0][1].status_code == 401
+
+
+async def test_before_hook_bug_fails_closed_with_500(caplog: pytest.LogCaptureFixture) -> None:
+    app, rec, _ = make_app()
+
+    @app.agent.before_request
+    def broken(request: Any) -> None:
+        raise KeyError("oops")
+
+    with caplog.at_level(logging.ERROR, logger="robutler"):
+        call = await ASGICall(app, "/ok/chat/completions", BODY).run()
+    assert call.status == 500
+    assert "agent" not in [e for e, _ in rec.events]
+    assert [e for e, _ in rec.events].count("finalize") == 1
+    assert any("KeyError" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_disconnect_mid_stream_cancels_agent_and_finalizes_once() -> None:
+    app, rec, seen = make_app()
+    call = await ASGICall(app, "/slow/chat/completions", STREAM_BODY, disconnect_after=3).run()
+    assert call.status == 200
+    assert seen["agent_exit"] in ("CancelledError", "GeneratorExit")
+    assert len(rec.finals) == 1
+    response = rec.finals[0][1]
+    assert isinstance(response, StreamingWrapper)
+    assert response.status == "disconnected" and response.disconnected and not response.completed
+    assert response.original_response is not None and hasattr(response.original_response, "__anext__")
+
+
+async def test_finalize_hook_errors_are_logged_and_isolated(caplog: pytest.LogCaptureFixture) -> None:
+    app = ServerBase()
+    ran: list[str] = []
+
+    @app.agent("ok")
+    async def ok(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        return "fine"
+
+    @app.agent.finalize_request
+    async def first(request: Any, response: Any) -> None:
+        ran.append("first")
+        raise ValueError("hook bug")
+
+    @app.agent.finalize_request
+    def second(request: Any, response: Any) -> None:
+        ran.append("second")
+        raise ValueError("sync hook bug")
+
+    @app.agent.finalize_request
+    async def third(request: Any, response: Any, context: Any) -> None:
+        ran.append(f"third:{context.agent_name}")
+
+    with caplog.at_level(logging.ERROR, logger="robutler"):
+        call = await ASGICall(app, "/ok/chat/completions", BODY).run()
+    assert call.status == 200 and "fine" in call.text
+    assert ran == ["first", "second", "third:ok"]
+    assert len([r for r in caplog.records if "finalize_request hook" in r.getMessage()]) == 2
+
+
+async def test_finalize_is_not_cut_short_by_cancellation() -> None:
+    app = ServerBase()
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    done: list[str] = []
+
+    @app.agent("ok")
+    async def ok(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        return "fine"
+
+    @app.agent.finalize_request
+    async def slow_finalize(request: Any, response: Any) -> None:
+        entered.set()
+        await release.wait()
+        done.append("finished")
+
+    task = asyncio.ensure_future(ASGICall(app, "/ok/chat/completions", BODY).run())
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()  # what a server does to a request on shutdown or disconnect
+    await asyncio.sleep(0)
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert done == ["finished"]
+
+
+def test_hooks_do_not_run_for_info_routes_or_health() -> None:
+    app, rec, _ = make_app()
+    with TestClient(app) as client:
+        for path in ("/ok", "/ok/models", "/ok/chat/completions", "/health", "/docs", "/openapi.json"):
+            assert client.get(path).status_code == 200, path
+        assert client.post("/ok").json()["status"] == "active"
+    assert rec.events == []
+
+
+async def test_context_does_not_leak_into_the_caller_or_the_next_request() -> None:
+    app, rec, _ = make_app()
+    await ASGICall(app, "/ok/chat/completions", BODY).run()
+    assert get_context() is None  # the app ran in this very task
+    await ASGICall(app, "/gen/chat/completions", STREAM_BODY).run()
+    first, second = (c for e, c in rec.events if e == "finalize")
+    assert first is not second
+    assert get_context() is None
