@@ -16,7 +16,9 @@ class LiveServer:
     Use as a context manager, or call `start()` and `stop()`. Only loopback is bound.
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_kwargs: Any) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, **uvicorn_kwargs: Any
+    ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"LiveServer binds loopback only, not {host!r}")
         self.app = app
@@ -36,7 +38,9 @@ class LiveServer:
 
         config = uvicorn.Config(self.app, host=self.host, port=self.port, **self.uvicorn_kwargs)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="robutler-live-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, name="robutler-live-server", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:

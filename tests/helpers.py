@@ -39,7 +39,15 @@ class ASGICall:
     the way uvicorn reports a closed socket: `receive()` returns `http.disconnect`.
     """
 
-    def __init__(self, app: Any, path: str, body: bytes, *, method: str = "POST", disconnect_after: int | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        path: str,
+        body: bytes,
+        *,
+        method: str = "POST",
+        disconnect_after: int | None = None,
+    ) -> None:
         import asyncio
 
         self.app = app
@@ -58,7 +66,10 @@ class ASGICall:
             "raw_path": path.encode(),
             "root_path": "",
             "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
             "client": ("127.0.0.1", 1234),
             "server": ("127.0.0.1", 80),
         }
@@ -90,4 +101,6 @@ class ASGICall:
 
     @property
     def text(self) -> str:
-        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body").decode()
+        return b"".join(
+            m.get("body", b"") for m in self.sent if m["type"] == "http.response.body"
+        ).decode()

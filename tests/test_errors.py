@@ -64,11 +64,16 @@ def test_resolver_false_is_404() -> None:
     app = ServerBase()
 
     @app.agent(lambda name: {"n": name} if name.startswith("dyn-") else False)
-    async def dynamic(messages: list[dict[str, Any]], stream: bool = False, agent_data: Any = None) -> str:
+    async def dynamic(
+        messages: list[dict[str, Any]], stream: bool = False, agent_data: Any = None
+    ) -> str:
         return f"data={agent_data}"
 
     with TestClient(app) as client:
-        assert post(client, "dyn-a").json()["choices"][0]["message"]["content"] == "data={'n': 'dyn-a'}"
+        assert (
+            post(client, "dyn-a").json()["choices"][0]["message"]["content"]
+            == "data={'n': 'dyn-a'}"
+        )
         assert_openai_error(post(client, "other"), 404)
         assert_openai_error(client.get("/other"), 404)
         assert client.get("/dyn-a").json()["dynamic"] is True
@@ -87,11 +92,17 @@ def test_resolver_false_is_404() -> None:
         ({"messages": USER, "stream": 1}, "stream", "boolean"),
         ({"messages": USER, "temperature": "hot"}, "temperature", "number"),
         ({"messages": USER, "temperature": 9}, "temperature", "less than"),
-        ({"messages": USER, "stream_options": {"include_usage": "no"}}, "stream_options.include_usage", "boolean"),
+        (
+            {"messages": USER, "stream_options": {"include_usage": "no"}},
+            "stream_options.include_usage",
+            "boolean",
+        ),
         ({"messages": USER, "model": 3}, "model", "string"),
     ],
 )
-def test_invalid_body_is_422_naming_the_field(client: Any, body: dict[str, Any], param: str, words: str) -> None:
+def test_invalid_body_is_422_naming_the_field(
+    client: Any, body: dict[str, Any], param: str, words: str
+) -> None:
     error = assert_openai_error(client.post("/ok/chat/completions", json=body), 422)
     assert error["param"] == param
     assert param in error["message"]
@@ -101,7 +112,12 @@ def test_invalid_body_is_422_naming_the_field(client: Any, body: dict[str, Any],
 
 @pytest.mark.parametrize(
     ("raw", "words"),
-    [(b"{not json", "not valid JSON"), (b"", "empty"), (b"[1, 2]", "JSON object"), (b"\xff\xfe", "not valid JSON")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "empty"),
+        (b"[1, 2]", "JSON object"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
 )
 def test_malformed_body_is_422(client: Any, raw: bytes, words: str) -> None:
     error = assert_openai_error(client.post("/ok/chat/completions", content=raw), 422)
@@ -121,7 +137,9 @@ def test_body_over_limit_is_413(client: Any) -> None:
     assert_openai_error(client.post("/ok/chat/completions", content=chunks()), 413)
 
 
-def test_agent_exception_is_500_without_internals(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_agent_exception_is_500_without_internals(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="robutler"):
         response = post(client, "boom")
     error = assert_openai_error(response, 500)
@@ -172,7 +190,9 @@ def test_http_exception_from_before_hook_keeps_status_and_headers(server: Server
         error = assert_openai_error(response, 402)
         assert error["message"] == "Insufficient credits"
         assert response.headers["x-credits"] == "0"
-        response = client.post("/ok/chat/completions", json={"messages": USER}, headers={"x-pay": "yes"})
+        response = client.post(
+            "/ok/chat/completions", json={"messages": USER}, headers={"x-pay": "yes"}
+        )
         assert response.status_code == 200
 
 

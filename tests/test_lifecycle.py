@@ -84,6 +84,7 @@ def test_hook_order_and_one_context() -> None:
     contexts: list[Any] = []
 
     for i in range(2):
+
         async def before(request: Any, i: int = i) -> None:
             order.append(f"before{i}")
             contexts.append(get_context())
@@ -203,10 +204,14 @@ async def test_disconnect_mid_stream_cancels_agent_and_finalizes_once() -> None:
     response = rec.finals[0][1]
     assert isinstance(response, StreamingWrapper)
     assert response.status == "disconnected" and response.disconnected and not response.completed
-    assert response.original_response is not None and hasattr(response.original_response, "__anext__")
+    assert response.original_response is not None and hasattr(
+        response.original_response, "__anext__"
+    )
 
 
-async def test_finalize_hook_errors_are_logged_and_isolated(caplog: pytest.LogCaptureFixture) -> None:
+async def test_finalize_hook_errors_are_logged_and_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = ServerBase()
     ran: list[str] = []
 
@@ -265,7 +270,14 @@ async def test_finalize_is_not_cut_short_by_cancellation() -> None:
 def test_hooks_do_not_run_for_info_routes_or_health() -> None:
     app, rec, _ = make_app()
     with TestClient(app) as client:
-        for path in ("/ok", "/ok/models", "/ok/chat/completions", "/health", "/docs", "/openapi.json"):
+        for path in (
+            "/ok",
+            "/ok/models",
+            "/ok/chat/completions",
+            "/health",
+            "/docs",
+            "/openapi.json",
+        ):
             assert client.get(path).status_code == 200, path
         assert client.post("/ok").json()["status"] == "active"
     assert rec.events == []

@@ -36,10 +36,15 @@ def test_client_closing_socket_mid_stream_is_seen_as_disconnect() -> None:
         finalized.set()
 
     with LiveServer(app) as server:
-        body = json.dumps({"messages": [{"role": "user", "content": "go"}], "stream": True}).encode()
+        body = json.dumps(
+            {"messages": [{"role": "user", "content": "go"}], "stream": True}
+        ).encode()
         request = (
             b"POST /slow/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
         )
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(request)
@@ -118,10 +123,16 @@ def test_official_client_against_live_server() -> None:
 
     with LiveServer(app) as server:
         client = openai.OpenAI(base_url=f"{server.url}/echo", api_key="unused", max_retries=0)
-        completion = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        completion = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}]
+        )
         assert completion.choices[0].message.content == "You said: hi"
-        stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True)
-        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "You said: hi"
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "You said: hi"
+        )
         assert [m.id for m in client.models.list()] == ["echo"]
         missing = openai.OpenAI(base_url=f"{server.url}/nobody", api_key="unused", max_retries=0)
         try:

@@ -1,0 +1,45 @@
+"""Every workflow is one command: `nox -s tests`, `nox -s lint`, `nox -s typecheck`, ...
+
+`nox` alone runs tests, conformance, lint and typecheck. Each session installs the
+project from this checkout into its own virtualenv.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "conformance", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The unit and integration tests (tests/)."""
+    _install(session, ".[dev]")
+    session.run("python", "-m", "pytest", "tests", *session.posargs)
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The official-client conformance suite; args after -- go to it (e.g. --base-url URL)."""
+    _install(session, ".[dev]")
+    session.run("python", "-m", "pytest", "conformance", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on both packages."""
+    _install(session, ".[dev]")
+    session.run("mypy", "robutler", "robutler_testing")
+
+
+def _install(session: nox.Session, spec: str) -> None:
+    session.install("-e", spec)
