@@ -124,6 +124,7 @@ class ServerBase(FastAPI):
         *,
         description: str | None = None,
         model: str | None = None,
+        pricing: dict[str, Any] | None = None,
     ) -> AgentSpec:
         """Serve `fn` as the static agent `name`; returns its spec."""
         check_name(name, self.reserved_names)
@@ -132,6 +133,8 @@ class ServerBase(FastAPI):
                 f"an agent named {name!r} is already registered; agent names must be unique"
             )
         spec = AgentSpec(fn, name, description=description, model=model)
+        if pricing is not None:
+            spec.pricing = pricing
         self.static_agents[name] = spec
         specs = [spec]
         for path, kind in (

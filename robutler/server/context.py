@@ -34,6 +34,7 @@ class RequestState:
         "agent_data",
         "agent_name",
         "api_key_name",
+        "charges",
         "data",
         "error",
         "messages",
@@ -60,6 +61,7 @@ class RequestState:
         self.response: Any = None
         self.error: BaseException | None = None
         self.api_key_name: str | None = None
+        self.charges: list[dict[str, Any]] = []  # @pricing configs to settle at the end
 
     def set(self, key: str, value: Any) -> None:
         """Store a value for the rest of this request."""

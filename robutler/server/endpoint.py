@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from .context import RequestState, _current
 from .lifecycle import Hooks, StreamingWrapper
+from .pricing import apply_request_charges
 from .protocol import RequestError, completion_id, encode, error_body, now, parse_request
 from .results import (
     COMPLETION,
@@ -163,6 +164,8 @@ class ChatHandler:
             if response is None:
                 response = Response(status_code=DISCONNECTED)
             state.response = response
+            if state.charges:
+                apply_request_charges(state, _completed(response))
             try:
                 await self.hooks.run_finalize(state, response)
             finally:
@@ -207,21 +210,31 @@ class ChatHandler:
         except ClientDisconnect as exc:
             state.error = exc
             return
-        except UnsupportedResult as exc:
-            state.error = exc
-            logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
-            response = error_response(500, str(exc), code="unsupported_result", request_id=rid)
         except Exception as exc:
             state.error = exc
-            logger.exception("agent %r failed (request %s)", state.agent_name, rid)
-            detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
-            message = f"{detail} (request id {rid})"
-            response = error_response(500, message, code="agent_error", request_id=rid)
+            status, message, code = self._describe(exc, state)
+            response = error_response(status, message, code=code, request_id=rid)
         if outcome.started:
             return  # an answer is already on its way; the stream reported the failure
         outcome.response = response
         outcome.started = True
         await response(scope, receive, send)
+
+    def _describe(self, exc: BaseException, state: RequestState) -> tuple[int, str, str | None]:
+        """Log a failure once and say what the client is told: (status, message, code)."""
+        rid = state.request_id
+        if isinstance(exc, RequestError):
+            log = logger.error if exc.status >= 500 else logger.info
+            log("agent %r: %s (request %s)", state.agent_name, exc.message, rid)
+            return exc.status, exc.message, exc.code
+        if isinstance(exc, HTTPException):
+            return exc.status_code, str(exc.detail), None
+        if isinstance(exc, UnsupportedResult):
+            logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
+            return 500, str(exc), "unsupported_result"
+        logger.error("agent %r failed (request %s)", state.agent_name, rid, exc_info=exc)
+        detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
+        return 500, f"{detail} (request id {rid})", "agent_error"
 
     async def _resolve(self, state: RequestState, specs: list[AgentSpec]) -> AgentSpec:
         name = state.agent_name or ""
@@ -396,17 +409,8 @@ class ChatHandler:
                 wrapper.status = "failed"
                 wrapper.error = exc
                 state.error = exc
-                rid = state.request_id
-                if isinstance(exc, UnsupportedResult):
-                    logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
-                    message = str(exc)
-                else:
-                    logger.exception(
-                        "agent %r failed mid-stream (request %s)", state.agent_name, rid
-                    )
-                    detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
-                    message = f"{detail} (request id {rid})"
-                frame = ChunkEncoder.error(error_body(500, message, code="agent_error"))
+                status, message, code = self._describe(exc, state)
+                frame = ChunkEncoder.error(error_body(status, message, code=code))
                 await send({"type": "http.response.body", "body": frame, "more_body": False})
         finally:
             await _close(items)
@@ -443,6 +447,12 @@ class ChatHandler:
 
 
 _SENT = Response(status_code=200)
+
+
+def _completed(response: Any) -> bool:
+    if isinstance(response, StreamingWrapper):
+        return response.status == "completed"
+    return int(getattr(response, "status_code", 500)) < 400
 
 
 async def _aiter_of(items: list[Any]) -> Any:

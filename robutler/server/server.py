@@ -1,0 +1,52 @@
+"""Server: a ServerBase that registers a list (or mapping) of agent objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .adapters import adapt, route_name
+from .base import ServerBase
+
+__all__ = ["Server"]
+
+
+class Server(ServerBase):
+    """Serve agent objects: `Server(agents=[agent, ...])` or `Server(agents={"name": agent})`.
+
+    Each agent gets the routes of `ServerBase`, named by `agent.name` (else `str(agent)`)
+    or by its mapping key. Mistakes (an object robutler cannot serve, a duplicate or
+    unsafe name, a name that collides with a server route) raise at construction.
+    FastAPI keyword arguments pass through.
+    """
+
+    def __init__(
+        self, agents: Iterable[Any] | Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if agents is None:
+            pairs: list[tuple[str | None, Any]] = []
+        elif isinstance(agents, Mapping):
+            pairs = list(agents.items())
+        elif isinstance(agents, (str, bytes)) or not isinstance(agents, Iterable):
+            raise TypeError(
+                f"Server(agents=...) takes a list of agents or a mapping of name to agent, "
+                f"got {type(agents).__name__}"
+            )
+        else:
+            pairs = [(None, agent) for agent in agents]
+        self.agents: list[Any] = [agent for _, agent in pairs]
+        for position, (key, agent) in enumerate(pairs):
+            try:
+                adapted = adapt(agent)
+                name = key if key is not None else route_name(agent)
+                self.add_agent(
+                    name,
+                    adapted.handler,
+                    description=adapted.description,
+                    model=adapted.model,
+                    pricing=adapted.pricing,
+                )
+            except (TypeError, ValueError) as exc:
+                where = f"agents[{key!r}]" if key is not None else f"agents[{position}]"
+                raise type(exc)(f"Server: {where}: {exc}") from None
