@@ -56,8 +56,9 @@ def load_app(spec: str) -> tuple[Any, str]:
             if not callable(app):
                 raise AppError(f"{module_name}:{name} is a {type(app).__name__}, not an ASGI app")
             return app, f"{module_name}:{name}"
-    wanted = f"attribute {attr!r}" if attr else "an 'app' or 'server' attribute"
-    raise AppError(f"module {module_name!r} has no {wanted}; name it as MODULE:ATTRIBUTE")
+    if attr:
+        raise AppError(f"module {module_name!r} has no attribute {attr!r}")
+    raise AppError(f"module {module_name!r} has no 'app' or 'server' attribute; name one as MODULE:ATTRIBUTE")
 
 
 def _banner(app: Any, host: str, port: int) -> str:
@@ -84,8 +85,16 @@ def _banner(app: Any, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
-def _has_api_keys(app: Any) -> bool:
-    return bool(getattr(app, "api_keys", None) or os.environ.get("ROBUTLER_API_KEYS", "").strip())
+def host_warning(app: Any, host: str) -> str | None:
+    """The warning for binding a non-loopback `host` with no API keys configured, if due."""
+    if host in LOOPBACK:
+        return None
+    if getattr(app, "api_keys", None) or os.environ.get("ROBUTLER_API_KEYS", "").strip():
+        return None
+    return (
+        f"serving on {host} with no API keys: anyone who can reach this address can use "
+        "your agents. Set ROBUTLER_API_KEYS or ServerBase(api_keys=[...])."
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -102,12 +111,9 @@ def serve(args: argparse.Namespace) -> int:
     except AppError as exc:
         print(f"robutler: error: {exc}", file=sys.stderr)
         return 2
-    if args.host not in LOOPBACK and not _has_api_keys(app):
-        print(
-            f"robutler: warning: serving on {args.host} with no API keys: anyone who can reach "
-            "this address can use your agents. Set ROBUTLER_API_KEYS or ServerBase(api_keys=[...]).",
-            file=sys.stderr,
-        )
+    warning = host_warning(app, args.host)
+    if warning:
+        print(f"robutler: warning: {warning}", file=sys.stderr)
     print(_banner(app, args.host, args.port), flush=True)
     import uvicorn
 
