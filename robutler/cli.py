@@ -58,7 +58,9 @@ def load_app(spec: str) -> tuple[Any, str]:
             return app, f"{module_name}:{name}"
     if attr:
         raise AppError(f"module {module_name!r} has no attribute {attr!r}")
-    raise AppError(f"module {module_name!r} has no 'app' or 'server' attribute; name one as MODULE:ATTRIBUTE")
+    raise AppError(
+        f"module {module_name!r} has no 'app' or 'server' attribute; name one as MODULE:ATTRIBUTE"
+    )
 
 
 def _banner(app: Any, host: str, port: int) -> str:

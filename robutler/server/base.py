@@ -9,18 +9,20 @@ lifecycle costs no middleware.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from .agents import RESERVED_NAMES, AgentSpec, check_name
+from .auth import ApiKeys
 from .config import load_env
 from .endpoint import ChatHandler, error_response
 from .lifecycle import Hooks
-from .protocol import encode
+from .protocol import RequestError, encode
 
 __all__ = ["AgentDecorator", "ServerBase"]
 
@@ -91,24 +93,55 @@ class ServerBase(FastAPI):
     """A FastAPI app with `@app.agent` for serving agents as Chat Completions endpoints.
 
     FastAPI keyword arguments (`title`, `version`, `debug`, ...) pass through. `debug=True`
-    also puts an agent exception's text in its 500 answer. `max_body_size` bounds a request
-    body in bytes (413 beyond it). `.env` is loaded first, without overriding the environment.
+    also puts an agent exception's text in its 500 answer.
+
+    - `api_keys`: keys for `Authorization: Bearer KEY` on every agent route (a list, or a
+      mapping of name to key); default from `ROBUTLER_API_KEYS`; none means open.
+    - `max_body_size` (bytes, 413 beyond), `max_messages` and `max_depth` (422 beyond).
+    - `cors_origins`: origins allowed by CORS (off by default).
+    - `env_file`: the `.env` to load first (default `./.env`), never overriding the environment.
     """
 
     def __init__(
         self,
         *,
+        api_keys: Iterable[str] | Mapping[str, str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_messages: int = 10_000,
+        max_depth: int = 64,
+        cors_origins: Iterable[str] | None = None,
         env_file: str | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
         super().__init__(**fastapi_kwargs)
-        if not isinstance(max_body_size, int) or max_body_size <= 0:
-            raise ValueError(f"max_body_size must be a positive int (bytes), got {max_body_size!r}")
+        for label, value in (
+            ("max_body_size", max_body_size),
+            ("max_messages", max_messages),
+            ("max_depth", max_depth),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{label} must be a positive int, got {value!r}")
+        self.api_keys = ApiKeys.configure(api_keys)
         self.hooks = Hooks()
         self.agent = AgentDecorator(self)
-        self.chat_handler = ChatHandler(self.hooks, max_body_size=max_body_size, debug=self.debug)
+        self.chat_handler = ChatHandler(
+            self.hooks,
+            max_body_size=max_body_size,
+            max_messages=max_messages,
+            max_depth=max_depth,
+            auth=self.api_keys,
+            debug=self.debug,
+        )
+        if cors_origins is not None:
+            origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
+            self.add_middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type"],
+                expose_headers=["x-request-id"],
+            )
         self.static_agents: dict[str, AgentSpec] = {}
         self.dynamic_agents: list[AgentSpec] = []
         self.reserved_names: set[str] = set(RESERVED_NAMES)
@@ -209,6 +242,14 @@ class ServerBase(FastAPI):
             )
             await response(scope, receive, send)
             return
+        if self.api_keys is not None:
+            try:
+                self.api_keys.check(scope)
+            except RequestError as exc:
+                await error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)(
+                    scope, receive, send
+                )
+                return
         spec = await self._find(name, specs)
         if spec is None:
             response = error_response(

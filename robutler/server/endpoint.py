@@ -38,6 +38,7 @@ from .results import (
 
 if TYPE_CHECKING:
     from .agents import AgentSpec
+    from .auth import ApiKeys
 
 __all__ = ["ChatHandler", "error_response"]
 
@@ -139,9 +140,21 @@ class _Outcome:
 class ChatHandler:
     """Serves `POST /NAME/chat/completions` for a server's agents."""
 
-    def __init__(self, hooks: Hooks, *, max_body_size: int, debug: bool = False) -> None:
+    def __init__(
+        self,
+        hooks: Hooks,
+        *,
+        max_body_size: int,
+        max_messages: int = 10_000,
+        max_depth: int = 64,
+        auth: ApiKeys | None = None,
+        debug: bool = False,
+    ) -> None:
         self.hooks = hooks
         self.max_body_size = max_body_size
+        self.max_messages = max_messages
+        self.max_depth = max_depth
+        self.auth = auth
         self.debug = debug
 
     async def __call__(
@@ -182,12 +195,16 @@ class ChatHandler:
     ) -> None:
         rid = state.request_id
         try:
+            if self.auth is not None:
+                state.api_key_name = self.auth.check(scope)
             if self.hooks.before:
                 await self.hooks.run_before(state)
             spec = await self._resolve(state, specs)
             assert state.request is not None
             body = await state.request.body()
-            data, req = parse_request(body)
+            data, req = parse_request(
+                body, max_messages=self.max_messages, max_depth=self.max_depth
+            )
             state.messages = data["messages"]
             state.stream = req.stream is True
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -224,8 +241,10 @@ class ChatHandler:
         """Log a failure once and say what the client is told: (status, message, code)."""
         rid = state.request_id
         if isinstance(exc, RequestError):
-            log = logger.error if exc.status >= 500 else logger.info
-            log("agent %r: %s (request %s)", state.agent_name, exc.message, rid)
+            if exc.status >= 500:
+                logger.error(
+                    "agent %r: %s (request %s)", state.agent_name, exc.message, rid, exc_info=exc
+                )
             return exc.status, exc.message, exc.code
         if isinstance(exc, HTTPException):
             return exc.status_code, str(exc.detail), None

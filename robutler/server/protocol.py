@@ -173,10 +173,27 @@ _UNION_TAGS = frozenset(
 )
 
 
-def parse_request(body: bytes) -> tuple[dict[str, Any], ChatCompletionRequest]:
+def _too_deep(data: Any, limit: int) -> bool:
+    """True when containers nest more than `limit` levels."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return False
+
+
+def parse_request(
+    body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
+) -> tuple[dict[str, Any], ChatCompletionRequest]:
     """Parse and validate a request body; return the raw dict and the validated model.
 
-    Raises `RequestError` (422) naming the field at fault.
+    Raises `RequestError` (422) naming the field at fault, also when there are more than
+    `max_messages` messages or containers nest deeper than `max_depth`.
     """
     if not body:
         raise RequestError(
@@ -195,6 +212,18 @@ def parse_request(body: bytes) -> tuple[dict[str, Any], ChatCompletionRequest]:
             422,
             f"The request body must be a JSON object, got {type(data).__name__}.",
             code="invalid_json",
+        )
+    messages = data.get("messages")
+    if isinstance(messages, list) and len(messages) > max_messages:
+        raise RequestError(
+            422,
+            f"Too many messages: {len(messages)} (the limit is {max_messages}).",
+            param="messages",
+            code="too_many_messages",
+        )
+    if _too_deep(data, max_depth):
+        raise RequestError(
+            422, f"The request body nests deeper than {max_depth} levels.", code="too_deeply_nested"
         )
     try:
         model = ChatCompletionRequest.model_validate(data)
