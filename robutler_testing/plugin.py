@@ -73,9 +73,13 @@ def openai_client() -> Iterator[Callable[..., Any]]:
 
     clients: list[Any] = []
 
-    def make(base_url: str, agent: str, api_key: str = "test", asynchronous: bool = False, **kwargs: Any) -> Any:
+    def make(
+        base_url: str, agent: str, api_key: str = "test", asynchronous: bool = False, **kwargs: Any
+    ) -> Any:
         cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
-        client = cls(base_url=f"{base_url.rstrip('/')}/{agent}", api_key=api_key, max_retries=0, **kwargs)
+        client = cls(
+            base_url=f"{base_url.rstrip('/')}/{agent}", api_key=api_key, max_retries=0, **kwargs
+        )
         clients.append(client)
         return client
 

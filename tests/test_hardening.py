@@ -43,9 +43,16 @@ def auth(key: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "missing_api_key"), (auth("wrong"), "invalid_api_key"), ({"Authorization": KEY}, "missing_api_key"), (auth(""), "missing_api_key")],
+    [
+        ({}, "missing_api_key"),
+        (auth("wrong"), "invalid_api_key"),
+        ({"Authorization": KEY}, "missing_api_key"),
+        (auth(""), "missing_api_key"),
+    ],
 )
-def test_missing_or_wrong_key_is_401_and_runs_no_agent_code(headers: dict[str, str], code: str) -> None:
+def test_missing_or_wrong_key_is_401_and_runs_no_agent_code(
+    headers: dict[str, str], code: str
+) -> None:
     app, seen = keyed_app(api_keys=[KEY])
     with TestClient(app) as client:
         response = client.post("/secure/chat/completions", json={"messages": USER}, headers=headers)
@@ -64,7 +71,9 @@ def test_missing_or_wrong_key_is_401_and_runs_no_agent_code(headers: dict[str, s
 def test_right_key_passes_and_context_names_the_key_not_the_key() -> None:
     app, seen = keyed_app(api_keys={"alice": KEY, "bob": "sk-bob"})
     with TestClient(app) as client:
-        response = client.post("/secure/chat/completions", json={"messages": USER}, headers=auth("sk-bob"))
+        response = client.post(
+            "/secure/chat/completions", json={"messages": USER}, headers=auth("sk-bob")
+        )
         assert response.status_code == 200
         assert client.get("/secure", headers=auth(KEY)).status_code == 200
     assert seen["key_name"] == "bob"
@@ -76,7 +85,12 @@ def test_keys_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     app, seen = keyed_app()
     with TestClient(app) as client:
         assert post(client, "secure").status_code == 401
-        assert client.post("/secure/chat/completions", json={"messages": USER}, headers=auth("sk-two")).status_code == 200
+        assert (
+            client.post(
+                "/secure/chat/completions", json={"messages": USER}, headers=auth("sk-two")
+            ).status_code
+            == 200
+        )
     assert seen["key_name"] == "1"
     monkeypatch.delenv("ROBUTLER_API_KEYS")
     open_app, _ = keyed_app()
@@ -111,7 +125,9 @@ def test_message_count_and_depth_limits_are_422() -> None:
             nested = {"n": nested}
         deep = client.post("/secure/chat/completions", json={"messages": USER, "extra": nested})
         assert deep.status_code == 422 and "deeper than 8" in deep.json()["error"]["message"]
-        assert client.post("/secure/chat/completions", json={"messages": USER * 3}).status_code == 200
+        assert (
+            client.post("/secure/chat/completions", json={"messages": USER * 3}).status_code == 200
+        )
     assert seen["agent_runs"] == 1
 
 
@@ -121,7 +137,12 @@ def test_message_count_and_depth_limits_are_422() -> None:
         (b"[" * 100_000 + b"]" * 100_000, "application/json"),
         (json.dumps({"messages": USER}).encode(), "text/plain"),
         (b"\xc3\x28", "application/json"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 1' + b"0" * 5000 + b"}", "application/json"),
+        (
+            b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": 1'
+            + b"0" * 5000
+            + b"}",
+            "application/json",
+        ),
         (b'{"messages": [{"role": "user", "content": "x"}], "n": 1e999}', "application/json"),
         (b"null", "application/json"),
         (b'"messages"', "application/json"),
@@ -132,7 +153,9 @@ def test_message_count_and_depth_limits_are_422() -> None:
 def test_malformed_input_is_4xx_in_openai_shape(raw: bytes, content_type: str) -> None:
     app, _ = keyed_app()
     with TestClient(app) as client:
-        response = client.post("/secure/chat/completions", content=raw, headers={"content-type": content_type})
+        response = client.post(
+            "/secure/chat/completions", content=raw, headers={"content-type": content_type}
+        )
     assert 200 <= response.status_code < 500
     if response.status_code >= 400:
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
@@ -153,11 +176,17 @@ def test_cors_off_by_default_and_on_with_origins() -> None:
             headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
         )
         assert response.headers["access-control-allow-origin"] == "https://app.example"
-        response = client.post("/secure/chat/completions", json={"messages": USER}, headers={"Origin": "https://evil.example"})
+        response = client.post(
+            "/secure/chat/completions",
+            json={"messages": USER},
+            headers={"Origin": "https://evil.example"},
+        )
         assert "access-control-allow-origin" not in response.headers
 
 
-async def test_5xx_logged_once_with_traceback_and_request_id(caplog: pytest.LogCaptureFixture) -> None:
+async def test_5xx_logged_once_with_traceback_and_request_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = ServerBase()
 
     @app.agent("boom")
@@ -165,7 +194,9 @@ async def test_5xx_logged_once_with_traceback_and_request_id(caplog: pytest.LogC
         raise ValueError("kaput")
 
     with caplog.at_level(logging.DEBUG, logger="robutler"):
-        call = await ASGICall(app, "/boom/chat/completions", json.dumps({"messages": USER}).encode()).run()
+        call = await ASGICall(
+            app, "/boom/chat/completions", json.dumps({"messages": USER}).encode()
+        ).run()
     headers = dict(call.sent[0]["headers"])
     rid = headers[b"x-request-id"].decode()
     records = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -176,8 +207,18 @@ async def test_5xx_logged_once_with_traceback_and_request_id(caplog: pytest.LogC
 def test_client_content_not_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
     app, _ = keyed_app()
     with caplog.at_level(logging.INFO), TestClient(app) as client:
-        client.post("/secure/chat/completions", json={"messages": [{"role": "robot", "content": "PRIVATE-TEXT"}]})
+        client.post(
+            "/secure/chat/completions",
+            json={"messages": [{"role": "robot", "content": "PRIVATE-TEXT"}]},
+        )
         client.post("/no-such-agent-PRIVATE/chat/completions", json={"messages": USER})
-        client.post("/secure/chat/completions", json={"messages": [{"role": "user", "content": "PRIVATE-TEXT"}]})
-    server_logs = [r.getMessage() for r in caplog.records if r.name.startswith(("robutler", "uvicorn", "fastapi"))]
+        client.post(
+            "/secure/chat/completions",
+            json={"messages": [{"role": "user", "content": "PRIVATE-TEXT"}]},
+        )
+    server_logs = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("robutler", "uvicorn", "fastapi"))
+    ]
     assert not [m for m in server_logs if "PRIVATE" in m]

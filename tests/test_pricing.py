@@ -37,7 +37,9 @@ def test_decorator_keeps_function_and_stores_config() -> None:
     assert agent._robutler_pricing["credits_per_request"] == 2  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("bad", [{"credits_per_request": -1}, {"credits_per_token": "1"}, {"max_credits": -5}])
+@pytest.mark.parametrize(
+    "bad", [{"credits_per_request": -1}, {"credits_per_token": "1"}, {"max_credits": -5}]
+)
 def test_bad_configuration_is_rejected(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="@pricing"):
         pricing(**bad)
@@ -75,7 +77,10 @@ def test_per_token_charge_uses_real_usage_and_cap() -> None:
 
     def completion() -> dict[str, Any]:
         message = {"role": "assistant", "content": "ok"}
-        return {"choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": USAGE}
+        return {
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": USAGE,
+        }
 
     @app.agent("tokens")
     @pricing(credits_per_token=0.5)

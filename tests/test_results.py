@@ -382,3 +382,22 @@ def test_messages_reach_agent_with_every_field(app: ServerBase) -> None:
         response = client.post("/fields/chat/completions", content=json.dumps(body))
     assert response.status_code == 200, response.text
     assert received == [messages]
+
+
+def test_stream_fills_tool_call_ids_and_drops_content_after_finish(app: ServerBase) -> None:
+    from robutler_testing import validate_stream
+
+    @app.agent("sloppy")
+    async def sloppy(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        call = {"index": 0, "function": {"name": "f", "arguments": "{}"}}
+        yield {"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}
+        yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+        yield {"choices": [{"index": 0, "delta": {"content": "late"}, "finish_reason": "stop"}]}
+
+    with TestClient(app) as client:
+        text = post(client, "sloppy", stream=True).text
+    report = validate_stream(text)
+    assert report.tool_calls[0]["id"].startswith("call_")
+    assert report.tool_calls[0]["type"] == "function"
+    assert report.finish_reason == "tool_calls"
+    assert "late" not in text

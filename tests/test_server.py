@@ -57,7 +57,9 @@ class BothModes:
 
         async def events() -> AsyncIterator[Any]:
             for piece in ["whole ", "answer"]:
-                chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                chunk = {
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]
+                }
                 yield SimpleNamespace(type="chunk", data=SimpleNamespace(chunk=chunk))
 
         return SimpleNamespace(stream_events=events)
@@ -96,7 +98,10 @@ def test_each_kind_of_agent_is_served_both_ways() -> None:
             assert stream_content(events[:-1]) == content, name
             assert events[-1] == "[DONE]"
         assert post(client, "final").json()["model"] == "final-model"
-        assert client.get("/both").json()["description"] == "Streams with run_streamed, answers with run."
+        assert (
+            client.get("/both").json()["description"]
+            == "Streams with run_streamed, answers with run."
+        )
     assert both.used == ["run", "run_streamed"]
     assert len(sync_agent.calls) == 2
 
@@ -113,15 +118,29 @@ def test_mapping_names_the_routes() -> None:
     [
         ([42], TypeError, r"agents\[0\]: cannot serve 42 \(type int\).*Agents SDK Agent"),
         (["a string"], TypeError, r"agents\[0\]: cannot serve 'a string'"),
-        ([RunOnlySync(), RunOnlySync()], ValueError, r"agents\[1\].*'run-only-sync' is already registered"),
-        ([SimpleNamespace(name="My Agent!", run=lambda m: "")], ValueError, r"not URL-safe.*\[' ', '!'\].*'my-agent'"),
-        ([SimpleNamespace(name="health", run=lambda m: "")], ValueError, r"collides with the server route /health"),
+        (
+            [RunOnlySync(), RunOnlySync()],
+            ValueError,
+            r"agents\[1\].*'run-only-sync' is already registered",
+        ),
+        (
+            [SimpleNamespace(name="My Agent!", run=lambda m: "")],
+            ValueError,
+            r"not URL-safe.*\[' ', '!'\].*'my-agent'",
+        ),
+        (
+            [SimpleNamespace(name="health", run=lambda m: "")],
+            ValueError,
+            r"collides with the server route /health",
+        ),
         ([SimpleNamespace(name="docs", run=lambda m: "")], ValueError, r"collides"),
         ({"openapi.json": RunOnlySync()}, ValueError, r"agents\['openapi.json'\].*collides"),
         ("not-a-list", TypeError, r"takes a list of agents or a mapping"),
     ],
 )
-def test_construction_errors_say_how_to_fix(agents: Any, error: type[Exception], words: str) -> None:
+def test_construction_errors_say_how_to_fix(
+    agents: Any, error: type[Exception], words: str
+) -> None:
     with pytest.raises(error, match=words):
         Server(agents=agents)
 
@@ -160,5 +179,7 @@ def test_server_core_imports_nothing_heavy() -> None:
         "heavy = [m for m in ('agents', 'robutler_testing', 'hypothesis', 'respx', 'openai') if m in sys.modules];"
         "print(heavy)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "[]", result.stderr

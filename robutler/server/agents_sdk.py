@@ -83,6 +83,11 @@ def to_input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+def _as_input(messages: list[dict[str, Any]]) -> Any:
+    """The run input: plain dicts in the shapes the SDK's input item types describe."""
+    return to_input_items(messages)
+
+
 def upstream_error(exc: BaseException) -> RequestError | None:
     """The OpenAI-shaped error for a failure of the upstream model API, if it is one."""
     import openai
@@ -173,7 +178,7 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
 
     async def run(messages: list[dict[str, Any]]) -> dict[str, Any]:
         try:
-            result = await Runner.run(agent, to_input_items(messages))
+            result = await Runner.run(agent, _as_input(messages))
         except Exception as exc:
             raise (upstream_error(exc) or exc) from exc
         message = {"role": "assistant", "content": _output_text(result.final_output)}
@@ -186,11 +191,11 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
         return completion
 
     async def run_stream(messages: list[dict[str, Any]]) -> AsyncIterator[Any]:
-        result = Runner.run_streamed(agent, to_input_items(messages))
+        result = Runner.run_streamed(agent, _as_input(messages))
         try:
             async for event in result.stream_events():
                 if event.type == "raw_response_event":
-                    data = event.data
+                    data: Any = event.data
                     if getattr(data, "type", None) == "response.output_text.delta" and data.delta:
                         yield data.delta
         except Exception as exc:

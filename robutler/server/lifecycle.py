@@ -149,4 +149,4 @@ class Hooks:
 def _check_callable(fn: Any, what: str) -> Callable[..., Any]:
     if not callable(fn):
         raise TypeError(f"@app.agent.{what} expects a function, got {type(fn).__name__}")
-    return fn  # type: ignore[no-any-return]
+    return fn

@@ -47,7 +47,7 @@ def pricing(
         )
 
     def decorate(fn: F) -> F:
-        config = {
+        config: dict[str, Any] = {
             "credits_per_request": credits_per_request,
             "credits_per_call": credits_per_call,
             "credits_per_token": credits_per_token,
@@ -94,7 +94,7 @@ def pricing(
 
         functools.update_wrapper(wrapper, fn)
         wrapper._robutler_pricing = config
-        return wrapper  # type: ignore[no-any-return]
+        return wrapper
 
     return decorate
 

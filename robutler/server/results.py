@@ -242,6 +242,7 @@ class ChunkEncoder:
         "include_usage",
         "model",
         "roles",
+        "tool_ids",
         "tool_indexes",
         "usage",
     )
@@ -254,6 +255,7 @@ class ChunkEncoder:
         self.roles: set[int] = set()
         self.finished: set[int] = set()
         self.tool_indexes: set[int] = set()
+        self.tool_ids: set[tuple[int, int]] = set()
         self.usage: Any = None
         self._head = {
             "id": cid,
@@ -302,6 +304,8 @@ class ChunkEncoder:
         for choice in chunk.get("choices") or ():
             choice = dict(choice)
             index = choice.setdefault("index", 0)
+            if index in self.finished:
+                continue  # nothing may follow a choice's finish
             delta = dict(choice.get("delta") or {})
             if index not in self.roles:
                 self.roles.add(index)
@@ -311,20 +315,31 @@ class ChunkEncoder:
                 del delta["role"]
             if delta.get("tool_calls"):
                 self.tool_indexes.add(index)
+                delta["tool_calls"] = [
+                    self._tool_delta(index, call) for call in delta["tool_calls"]
+                ]
             choice["delta"] = delta
             choice.setdefault("logprobs", None)
-            reason = choice.get("finish_reason")
-            if reason:
-                if index in self.finished:
-                    choice["finish_reason"] = None
-                else:
-                    self.finished.add(index)
+            if choice.get("finish_reason"):
+                self.finished.add(index)
             else:
                 choice["finish_reason"] = None
             choices.append(choice)
         if not choices:
             return None
         return self._frame(choices, extra)
+
+    def _tool_delta(self, index: int, call: Mapping[str, Any]) -> dict[str, Any]:
+        """A tool-call delta; the first one of each call gets an id and a type if it lacks them."""
+        call = dict(call)
+        key = (index, call.setdefault("index", 0))
+        if key not in self.tool_ids:
+            self.tool_ids.add(key)
+            if not call.get("id"):
+                call["id"] = "call_" + uuid.uuid4().hex[:24]
+            if not call.get("type"):
+                call["type"] = "function"
+        return call
 
     def item(self, item: Any) -> bytes | None:
         """Frame for a stream item: str or chunk dict."""

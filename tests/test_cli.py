@@ -1,0 +1,166 @@
+"""`robutler serve`: the demo and an example app in a subprocess, --help, bad APPs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(*args: str, cwd: Path = ROOT) -> Iterator[tuple[str, list[str]]]:
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "robutler",
+            "serve",
+            *args,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.05)
+        lines: list[str] = []
+        yield base, lines
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+        lines[:] = out.splitlines() if out else []
+
+
+def test_serve_without_app_runs_the_demo_with_no_api_key() -> None:
+    with serving() as (base, output):
+        client = openai.OpenAI(base_url=f"{base}/echo", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "ping"}]
+        )
+        assert "ping" in (reply.choices[0].message.content or "")
+        stream = openai.OpenAI(base_url=f"{base}/stream", api_key="unused", max_retries=0)
+        pieces = [
+            c.choices[0].delta.content
+            for c in stream.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "cats"}], stream=True
+            )
+            if c.choices and c.choices[0].delta.content
+        ]
+        assert len(pieces) > 5 and "cats" in "".join(pieces)
+        tools = openai.OpenAI(base_url=f"{base}/tools", api_key="unused", max_retries=0)
+        call = tools.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "weather?"}]
+        )
+        assert call.choices[0].finish_reason == "tool_calls"
+        assert call.choices[0].message.tool_calls[0].function.name == "get_weather"  # type: ignore[union-attr, index]
+    text = "\n".join(output)
+    assert f"{base}/echo/chat/completions" in text
+    assert "curl " in text and "from openai import OpenAI" in text
+
+
+def test_serve_an_example_file() -> None:
+    with serving("examples/basic_server.py") as (base, _):
+        client = openai.OpenAI(base_url=f"{base}/assistant", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.choices[0].message.content == "You said: hi"
+
+
+def test_serve_module_attribute_and_python_dash_m(tmp_path: Path) -> None:
+    (tmp_path / "my_agents.py").write_text(
+        "from robutler.server import ServerBase\n"
+        "server = ServerBase()\n"
+        "@server.agent('hello')\n"
+        "async def hello(messages, stream=False):\n"
+        "    return 'hello from a module'\n"
+    )
+    with serving("my_agents:server", cwd=tmp_path) as (base, _):
+        reply = httpx.post(
+            f"{base}/hello/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+        )
+        assert reply.json()["choices"][0]["message"]["content"] == "hello from a module"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "robutler", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_help() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for option in ("--host", "--port", "--workers", "--reload", "--env-file", "--log-level", "APP"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("app", "words"),
+    [
+        ("no_such_module_xyz:app", "cannot import 'no_such_module_xyz'"),
+        ("missing/file.py", "no such file: missing/file.py"),
+        ("examples/basic_server.py:nothing", "has no attribute 'nothing'"),
+        ("json", "has no 'app' or 'server' attribute"),
+    ],
+)
+def test_bad_app_is_one_line_error(app: str, words: str) -> None:
+    result = run_cli("serve", app)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert words in result.stderr
+
+
+def test_public_host_without_keys_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from robutler.cli import host_warning
+
+    monkeypatch.delenv("ROBUTLER_API_KEYS", raising=False)
+    app = SimpleNamespace(api_keys=None)
+    assert host_warning(app, "127.0.0.1") is None
+    assert "no API keys" in (host_warning(app, "0.0.0.0") or "")
+    assert host_warning(SimpleNamespace(api_keys=["k"]), "0.0.0.0") is None
+    monkeypatch.setenv("ROBUTLER_API_KEYS", "a,b")
+    assert host_warning(app, "0.0.0.0") is None
