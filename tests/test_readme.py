@@ -12,7 +12,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_readme_gives_the_serve_and_test_commands() -> None:
-    assert 'python -m pip install -e . && robutler serve\n' in README
+    assert "python -m pip install -e . && robutler serve\n" in README
     assert 'python -m pip install -e ".[dev]" && python -m pytest\n' in README
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'python -m pip install -e ".[dev]" && python -m pytest' in ci
