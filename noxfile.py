@@ -43,3 +43,21 @@ def typecheck(session: nox.Session) -> None:
 
 def _install(session: nox.Session, spec: str) -> None:
     session.install("-e", spec)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Deep fuzzing: the Hypothesis request fuzzer and schemathesis on the OpenAPI document."""
+    _install(session, ".[dev]")
+    session.install("schemathesis")
+    examples = session.posargs[0] if session.posargs else "3000"
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_fuzz.py",
+        "tests/test_schemathesis.py",
+        "-p",
+        "no:cacheprovider",
+        env={"ROBUTLER_FUZZ_EXAMPLES": examples},
+    )

@@ -194,6 +194,17 @@ class ServerBase(FastAPI):
 
     # routes ---------------------------------------------------------------------------
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document plus the agent routes (built once, like FastAPI's)."""
+        if self.openapi_schema is None:
+            from .openapi import add_agent_paths
+
+            schema = super().openapi()
+            self.openapi_schema = add_agent_paths(
+                schema, sorted(self.static_agents), self.api_keys is not None
+            )
+        return self.openapi_schema
+
     async def _health(self) -> dict[str, Any]:
         from robutler import __version__
 

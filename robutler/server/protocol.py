@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
 from pydantic_core import from_json, to_json
 
 __all__ = [
@@ -36,8 +44,18 @@ def now() -> int:
     return int(time.time())
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: accept 3.0 where an integer is wanted (not true/false)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
+
+
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class FunctionCall(_Open):
@@ -78,13 +96,13 @@ class ChatCompletionRequest(_Open):
     tool_choice: StrictStr | dict[str, Any] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=128)
-    max_tokens: int | None = Field(default=None, ge=0)
-    max_completion_tokens: int | None = Field(default=None, ge=0)
+    n: Annotated[int, Field(ge=1, le=128), BeforeValidator(_integral)] | None = None
+    max_tokens: Annotated[int, Field(ge=0), BeforeValidator(_integral)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=0), BeforeValidator(_integral)] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     stop: StrictStr | list[StrictStr] | None = None
-    seed: int | None = None
+    seed: Int | None = None
     user: StrictStr | None = None
 
 

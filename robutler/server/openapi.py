@@ -1,0 +1,131 @@
+"""The agent routes in the OpenAPI document (they are plain ASGI, so FastAPI cannot see them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .protocol import ChatCompletionRequest
+
+__all__ = ["add_agent_paths"]
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+
+def _error_responses(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        401: "Missing or wrong API key",
+        404: "Unknown agent",
+        405: "Method not allowed",
+        413: "Body too large",
+        422: "Invalid request body",
+        500: "The agent failed",
+    }
+    return {
+        str(s): {
+            "description": reasons[s],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for s in statuses
+    }
+
+
+def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> dict[str, Any]:
+    """Add each agent's routes, the request model and the error shape to `schema`."""
+    request = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(request.pop("$defs", {}))
+    components["ChatCompletionRequest"] = request
+    components["Error"] = _ERROR
+    security: list[dict[str, list[str]]] = []
+    if secured:
+        schema["components"].setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+        }
+        security = [{"bearer": []}]
+    paths = schema.setdefault("paths", {})
+    info_errors = _error_responses(*(([401] if secured else []) + [404]))
+    for name in names:
+        extra = {"tags": [f"agent {name}"], **({"security": security} if security else {})}
+        paths[f"/{name}/chat/completions"] = {
+            "post": {
+                "summary": f"Chat completion with agent {name}",
+                "operationId": f"chat_completions_{name}",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "A chat.completion, or an SSE stream of chat.completion.chunk when stream is true",
+                        "content": {
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/event-stream": {},
+                        },
+                    },
+                    **_error_responses(*(([401] if secured else []) + [404, 413, 422, 500])),
+                },
+                **extra,
+            },
+            "get": {
+                "summary": f"Endpoint info for agent {name}",
+                "operationId": f"chat_completions_info_{name}",
+                "responses": {
+                    "200": {
+                        "description": "Endpoint info",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **info_errors,
+                },
+                **extra,
+            },
+        }
+        paths[f"/{name}"] = {
+            method: {
+                "summary": f"Agent {name}: info",
+                "operationId": f"agent_info_{name}_{method}",
+                "responses": {
+                    "200": {
+                        "description": "Agent info",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **info_errors,
+                },
+                **extra,
+            }
+            for method in ("get", "post")
+        }
+        paths[f"/{name}/models"] = {
+            "get": {
+                "summary": f"Models list naming agent {name}",
+                "operationId": f"models_{name}",
+                "responses": {
+                    "200": {
+                        "description": "An OpenAI models list",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **info_errors,
+                },
+                **extra,
+            }
+        }
+    return schema

@@ -1,0 +1,40 @@
+"""Schemathesis against the server's own OpenAPI document (runs where schemathesis is installed).
+
+`nox -s fuzz` installs it and runs this file with many examples; without schemathesis the
+module is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from robutler.server import ServerBase  # noqa: E402
+
+EXAMPLES = int(os.environ.get("ROBUTLER_FUZZ_EXAMPLES", "25"))
+
+
+def make_app() -> ServerBase:
+    app = ServerBase(title="fuzz target")
+
+    @app.agent("echo")
+    async def echo(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        for piece in ("echo ", str(len(messages))):
+            yield piece
+
+    return app
+
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", make_app())
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_document(case: Any) -> None:
+    case.call_and_validate()
