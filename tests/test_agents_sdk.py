@@ -210,3 +210,38 @@ def test_server_agents_sdk_agent_info() -> None:
         info = client.get("/assistant").json()
         assert info["name"] == "assistant" and info["description"] == "Be helpful."
         assert client.get("/assistant/models").json()["data"][0]["id"] == "assistant"
+
+
+def test_upstream_timeout_is_504() -> None:
+    from agents import OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    with mock_openai() as upstream:
+        upstream.add_text("too late", delay=30)
+        model = OpenAIResponsesModel(
+            model="gpt-slow", openai_client=AsyncOpenAI(timeout=0.3, max_retries=0)
+        )
+        with create_test_client(Server(agents=[Agent(name="slow", model=model)])) as client:
+            response = post(client, "slow")
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+def test_openai_settings_from_env_file_reach_the_agent(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_openai() as upstream:
+        upstream.add_text("configured")
+        env = tmp_path / "agents.env"
+        env.write_text("OPENAI_ORGANIZATION=org-from-env-file\n")
+        monkeypatch.delenv("OPENAI_ORGANIZATION", raising=False)
+        monkeypatch.delenv("OPENAI_ORG_ID", raising=False)
+        from agents.models import _openai_shared
+
+        monkeypatch.setattr(_openai_shared, "_default_openai_client", None)  # built from the env
+        server = Server(agents=[Agent(name="org", model="gpt-test")], env_file=str(env))
+        with create_test_client(server) as client:
+            assert post(client, "org").json()["choices"][0]["message"]["content"] == "configured"
+    headers = {k.lower(): v for k, v in upstream.calls[0].headers.items()}
+    assert headers["openai-organization"] == "org-from-env-file"
+    assert headers["authorization"] == "Bearer sk-mock"  # OPENAI_API_KEY from the environment
