@@ -40,7 +40,6 @@ import logging
 import math
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -158,8 +157,6 @@ class MockOpenAI:
         self._ids = itertools.count(1)
         self._closing = threading.Event()
         self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self._saved: dict[str, Any] = {}
         self._agents_client: openai.AsyncOpenAI | None = None
         self._log_filter = _QuietDrop()
@@ -370,55 +367,35 @@ class MockOpenAI:
             raise AssertionError("mock_openai: " + "; ".join(unexpected))
 
     def _start(self) -> None:
-        import uvicorn
+        from .live import LiveServer
 
         if self._active:
             raise RuntimeError("this mock_openai() is already active")
         self._closing.clear()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
+        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
+        server = LiveServer(
             self.app,
-            log_level="warning",
             access_log=False,
             lifespan="off",
             interface="asgi3",
             loop="asyncio",
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
-        logging.getLogger("uvicorn.error").addFilter(self._log_filter)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [sock]},
-            name=f"mock-openai-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._stop()
-                raise RuntimeError("mock_openai: the mock server did not start")
-            time.sleep(0.005)
+        try:
+            server.start(timeout=10)
+        except (RuntimeError, TimeoutError) as exc:
+            logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
+            raise RuntimeError(f"mock_openai: the mock server did not start ({exc})") from None
+        self._server = server
+        self.port = server.port
         self._active = True
 
     def _stop(self) -> None:
         self._closing.set()
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            if self._thread.is_alive():  # pragma: no cover - graceful shutdown stuck
-                self._server.force_exit = True
-                self._thread.join(timeout=5)
-        if self._socket is not None:
-            self._socket.close()
+            self._server.stop(timeout=10)
         logging.getLogger("uvicorn.error").removeFilter(self._log_filter)
-        self._server = self._thread = self._socket = None
+        self._server = None
         self._active = False
 
     def _patch(self) -> None:

@@ -104,3 +104,21 @@ class ASGICall:
         return b"".join(
             m.get("body", b"") for m in self.sent if m["type"] == "http.response.body"
         ).decode()
+
+
+def run_downstream_tests(directory: Any, name: str, source: str, timeout: float = 180) -> Any:
+    """Write `source` as test file `name` in `directory` and run pytest on it in a subprocess,
+    as a user's project would (the plugin comes from the installed entry point)."""
+    import subprocess
+    import sys
+
+    (directory / name).write_text(source)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from helpers import run_downstream_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -21,13 +21,5 @@ def test_readme_gives_the_serve_and_test_commands() -> None:
 def test_readme_example_test_file_passes(tmp_path: Path) -> None:
     match = re.search(r"<!-- readme-test-file -->\n```python\n(.*?)```", README, re.S)
     assert match, "README lost its example test file"
-    (tmp_path / "test_my_agents.py").write_text(match.group(1))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_downstream_tests(tmp_path, "test_my_agents.py", match.group(1))
     assert "4 passed" in result.stdout

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import run_downstream_tests
 
 from robutler.server import ServerBase
 from robutler_testing.client import create_test_client
@@ -153,15 +154,7 @@ def test_mock_agent_fixture(mock_agent):
 
 
 def test_plugin_fixtures_work_in_a_downstream_project(tmp_path: Path) -> None:
-    (tmp_path / "test_downstream.py").write_text(textwrap.dedent(DOWNSTREAM))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_downstream_tests(tmp_path, "test_downstream.py", textwrap.dedent(DOWNSTREAM))
     assert "3 passed" in result.stdout
 
 
