@@ -291,3 +291,19 @@ async def test_context_does_not_leak_into_the_caller_or_the_next_request() -> No
     first, second = (c for e, c in rec.events if e == "finalize")
     assert first is not second
     assert get_context() is None
+
+
+async def test_request_cancelled_mid_stream_finalizes_once_as_disconnected() -> None:
+    app, rec, seen = make_app()
+    call = ASGICall(app, "/slow/chat/completions", STREAM_BODY)
+    task = asyncio.ensure_future(call.run())
+    for _ in range(200):  # until the stream is on its way (bounded)
+        if len([m for m in call.sent if m["type"] == "http.response.body"]) >= 2:
+            break
+        await asyncio.sleep(0.005)
+    task.cancel()  # what a server does to its requests when it shuts down
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(rec.finals) == 1
+    assert rec.finals[0][1].status == "disconnected"
+    assert seen["agent_exit"] in ("CancelledError", "GeneratorExit")

@@ -238,6 +238,12 @@ class ChatHandler:
         outcome.started = True
         await response(scope, receive, send)
 
+    @staticmethod
+    def _mark_cut(outcome: _Outcome) -> None:
+        response = outcome.response
+        if isinstance(response, StreamingWrapper) and response.status == "streaming":
+            response.status = "disconnected"
+
     def _describe(self, exc: BaseException, state: RequestState) -> tuple[int, str, str | None]:
         """Log a failure once and say what the client is told: (status, message, code)."""
         rid = state.request_id
@@ -284,9 +290,10 @@ class ChatHandler:
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         try:
             await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the server is cancelling this request
             work.cancel()
             watcher.cancel()
+            self._mark_cut(outcome)
             raise
         if work.done():
             watcher.cancel()
@@ -297,9 +304,7 @@ class ChatHandler:
         await asyncio.wait((work,))
         if not work.cancelled() and work.exception() is not None:
             logger.debug("agent raised while being cancelled", exc_info=work.exception())
-        response = outcome.response
-        if isinstance(response, StreamingWrapper) and response.status == "streaming":
-            response.status = "disconnected"
+        self._mark_cut(outcome)
         state.error = state.error or ConnectionResetError("client disconnected")
 
     async def _produce(
