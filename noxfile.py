@@ -41,6 +41,23 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "robutler", "robutler_testing")
 
 
+@nox.session
+def lifecycle(session: nox.Session) -> None:
+    """The Hypothesis lifecycle properties with the deep profile (thousands of scenarios)."""
+    _install(session, ".[dev]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/testing/test_lifecycle_properties.py",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=3600",
+        *session.posargs,
+        env={"ROBUTLER_LIFECYCLE_PROFILE": "deep"},
+    )
+
+
 def _install(session: nox.Session, spec: str) -> None:
     session.install("-e", spec)
 
@@ -61,3 +78,24 @@ def fuzz(session: nox.Session) -> None:
         "no:cacheprovider",
         env={"ROBUTLER_FUZZ_EXAMPLES": examples},
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Load benchmarks (benchmarks/): robutler against hand-written FastAPI and raw ASGI.
+
+    Installs wrk with apt-get when it is missing. `-- --quick` for a short run (~2 min);
+    `-- --profile c [--workload stream100]` profiles an app with py-spy instead.
+    """
+    import os
+    import shutil
+
+    _install(session, ".")
+    if "--profile" in session.posargs:
+        session.install("py-spy")
+    if shutil.which("wrk") is None:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run(*sudo, "apt-get", "update", "-qq", external=True, env=env)
+        session.run(*sudo, "apt-get", "install", "-y", "-qq", "wrk", external=True, env=env)
+    session.run("python", "-m", "benchmarks.bench", *session.posargs)
