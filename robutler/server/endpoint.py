@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .context import RequestState, _current
+from .eager import resume
 from .lifecycle import Hooks, StreamingWrapper
 from .pricing import apply_request_charges
 from .protocol import RequestError, completion_id, encode, error_body, now, parse_request
@@ -65,14 +66,25 @@ class AgentRequest(Request):
             length = self.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise _too_large(limit)
+            if self._stream_consumed:
+                raise RuntimeError("Stream consumed")
+            # Read `receive` directly: Request.stream() costs an async generator per request.
             parts = []
             size = 0
-            async for part in self.stream():
-                size += len(part)
-                if size > limit:
-                    raise _too_large(limit)
-                parts.append(part)
-            self._body = b"".join(parts)
+            while not self._stream_consumed:
+                message = await self._receive()
+                if message["type"] == "http.request":
+                    part = message.get("body", b"")
+                    if not message.get("more_body", False):
+                        self._stream_consumed = True
+                    size += len(part)
+                    if size > limit:
+                        raise _too_large(limit)
+                    parts.append(part)
+                elif message["type"] == "http.disconnect":
+                    self._is_disconnected = True
+                    raise ClientDisconnect()
+            self._body = parts[0] if len(parts) == 1 else b"".join(parts)
         return self._body
 
 
@@ -121,15 +133,44 @@ def _http_exception(exc: HTTPException, request_id: str) -> Response:
     return error_response(exc.status_code, message, headers=exc.headers, request_id=request_id)
 
 
-async def _wait_disconnect(receive: Receive) -> None:
+class _Watch:
+    """Shared by a request's task and its disconnect watcher."""
+
+    __slots__ = ("disconnected", "done")
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.done = False
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], watch: _Watch) -> None:
+    """Cancel `task` (the one running the agent) when the client goes away."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
+            if not watch.done:
+                watch.disconnected = True
+                task.cancel()
             return
 
 
+async def _send_last(send: Send, message: Any) -> None:
+    """Send the last body message outside the request's context.
+
+    The server may schedule work as the response ends (uvicorn: the keep-alive timer),
+    and a callback copies the current context: with the request's state in it, the state,
+    the request and its scope would live on until the next request on that connection.
+    Under load those survivors make the garbage collector run many times as often.
+    """
+    token = _current.set(None)
+    try:
+        await send(message)
+    finally:
+        _current.reset(token)
+
+
 class _Outcome:
-    """What the work task leaves for finalize, even when it is cancelled."""
+    """What serving the request leaves for finalize, even when it is cancelled."""
 
     __slots__ = ("response", "started")
 
@@ -284,26 +325,38 @@ class ChatHandler:
         send: Send,
         outcome: _Outcome,
     ) -> None:
-        work = asyncio.ensure_future(
-            self._produce(state, spec, include_usage, model, scope, receive, send, outcome)
-        )
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        # The agent runs in this task. Its first step runs right away: an answer that is
+        # complete before anything has to wait needs no watcher. Once it waits, a watcher
+        # task cancels this task if the client leaves. (A watcher per request, even one
+        # cancelled at once, keeps the request's objects alive past its end: under load
+        # that alone triggers the garbage collector several times as often.)
+        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome)
         try:
-            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:  # the server is cancelling this request
-            work.cancel()
-            watcher.cancel()
-            self._mark_cut(outcome)
-            raise
-        if work.done():
-            watcher.cancel()
-            work.result()  # re-raise a failure from before the answer started
+            pending = coro.send(None)
+        except StopIteration:
             return
-        # The client left before the answer was complete: stop the agent.
-        work.cancel()
-        await asyncio.wait((work,))
-        if not work.cancelled() and work.exception() is not None:
-            logger.debug("agent raised while being cancelled", exc_info=work.exception())
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watch()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, task, watch))
+        try:
+            await resume(coro, pending)
+        except (Exception, asyncio.CancelledError) as exc:
+            if not watch.disconnected:
+                if isinstance(exc, asyncio.CancelledError):  # the server is cancelling this request
+                    self._mark_cut(outcome)
+                raise
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.debug("agent raised while being cancelled", exc_info=exc)
+        finally:
+            watch.done = True
+            watcher.cancel()
+        if not watch.disconnected:
+            return
+        # The client left before the answer was complete: the agent was stopped.
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
         self._mark_cut(outcome)
         state.error = state.error or ConnectionResetError("client disconnected")
 
@@ -366,7 +419,7 @@ class ChatHandler:
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": body})
+            await _send_last(send, {"type": "http.response.body", "body": body})
             return
         await self._stream(
             state, result, kind, value, include_usage, model, cid, created, send, outcome
@@ -428,7 +481,9 @@ class ChatHandler:
                 tail = encoder.finish()
                 state.token_usage = encoder.usage
                 wrapper.bytes_sent += len(tail)
-                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                await _send_last(
+                    send, {"type": "http.response.body", "body": tail, "more_body": False}
+                )
                 wrapper.status = "completed"
             except Exception as exc:
                 wrapper.status = "failed"

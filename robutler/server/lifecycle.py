@@ -17,6 +17,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from .context import RequestState
+from .eager import finish
 
 __all__ = ["Hook", "Hooks", "StreamingWrapper"]
 
@@ -132,10 +133,19 @@ class Hooks:
                 )
 
     async def run_finalize(self, state: RequestState, response: Any) -> None:
-        """Run every finalize hook once, shielded from the caller's cancellation."""
+        """Run every finalize hook once, shielded from the caller's cancellation.
+
+        Hooks that never wait finish right here; the rest goes on in a task of its own,
+        which a cancellation of the caller does not reach.
+        """
         if not self.finalize:
             return
-        task = asyncio.ensure_future(self._run_finalize(state, response))
+        coro = self._run_finalize(state, response)
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        task = asyncio.ensure_future(finish(coro, pending))
         cancelled = False
         while not task.done():
             try:

@@ -119,6 +119,8 @@ def iter_items(kind: int, value: Any) -> AsyncIterator[Any]:
     """Stream items (str deltas or chunk dicts) for a streaming kind."""
     if kind == EVENTS:
         return _events(value)
+    if isinstance(value, AsyncIterator):
+        return value  # the agent's own async iterator: no wrapper generator per item
     return _any_iter(value)
 
 
