@@ -14,9 +14,11 @@ from typing import Any, TypeVar, overload
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.routing import Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
+from .. import __version__
 from .agents import RESERVED_NAMES, AgentSpec, check_name
 from .auth import ApiKeys
 from .config import load_env
@@ -30,7 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 CHAT, INFO, MODELS = "chat", "info", "models"
-_ALLOWED = {CHAT: "GET, POST", INFO: "GET, POST", MODELS: "GET"}
+_ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",)}
 
 
 class AgentDecorator:
@@ -206,8 +208,6 @@ class ServerBase(FastAPI):
         return self.openapi_schema
 
     async def _health(self) -> dict[str, Any]:
-        from robutler import __version__
-
         return {
             "status": "ok",
             "version": __version__,
@@ -244,12 +244,13 @@ class ServerBase(FastAPI):
         if kind == CHAT and method == "POST":
             await self.chat_handler(scope, receive, send, name, specs)
             return
-        if method not in _ALLOWED[kind].split(", ") and not (method == "HEAD" and kind != CHAT):
+        if method not in _ALLOWED[kind] and not (method == "HEAD" and kind != CHAT):
+            allowed = ", ".join(_ALLOWED[kind])
             response = error_response(
                 405,
-                f"Method {method} is not allowed on {scope['path']}; use {_ALLOWED[kind]}.",
+                f"Method {method} is not allowed on {scope['path']}; use {allowed}.",
                 code="method_not_allowed",
-                headers={"allow": _ALLOWED[kind]},
+                headers={"allow": allowed},
             )
             await response(scope, receive, send)
             return
@@ -287,8 +288,6 @@ class ServerBase(FastAPI):
             body = spec.info(name)
             if method == "POST":
                 body["status"] = "active"
-        from starlette.responses import Response
-
         await Response(encode(body), media_type="application/json")(scope, receive, send)
 
     async def _find(self, name: str, specs: list[AgentSpec]) -> AgentSpec | None:
