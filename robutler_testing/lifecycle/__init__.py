@@ -1,0 +1,134 @@
+"""Hypothesis properties for the request lifecycle of a robutler server (DESIGN.md §Lifecycle).
+
+Point them at your own server (a `ServerBase`, or a function that builds one) and they check,
+request by request, that `finalize_request` runs exactly once, after the last byte of the
+answer, that every hook, the agent, its stream and finalize share one context of the
+request's own, and that finalize reports completed / disconnected / failed truthfully::
+
+    from robutler_testing.lifecycle import LifecycleMachine, check_lifecycle
+
+    def test_lifecycle():
+        check_lifecycle(make_app)                        # ASGI level, hundreds of scenarios
+
+    TestLiveLifecycle = LifecycleMachine.for_app(make_app)  # concurrent requests, live uvicorn
+
+The checks add probe agents (`/lifecycle-probe...`) and probe hooks to the server; your
+own hooks, middleware and settings stay in place (pass `headers=` if the server wants an API
+key). A request's plan travels in an `x-lifecycle-probe` header.
+
+- Strategies: `agent_plans`, `hook_plans`, `client_plans`, `scenarios`, `request_batches`,
+  `machine_scenarios` draw `Scenario`s whose `repr` says in plain words what happens.
+- Invariants: `check_request` and `check_isolation` list what a finished request broke.
+- Entry points: `check_lifecycle(app, live=False)` and `LifecycleMachine.for_app(app)`.
+- Profiles: `lifecycle_settings()`; `ROBUTLER_LIFECYCLE_PROFILE=deep` selects the long run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hypothesis import given, note
+from hypothesis import settings as Settings
+from hypothesis import strategies as st
+
+from .asgi import _ASGIRunner
+from .checks import ClientView, LifecycleViolation, _raise_if, check_isolation, check_request
+from .live import _LiveRunner
+from .machine import LifecycleMachine
+from .plans import (
+    _ROUTES,
+    AgentPlan,
+    ClientPlan,
+    Expectation,
+    HookPlan,
+    RequestBatch,
+    Route,
+    Scenario,
+    agent_plans,
+    client_plans,
+    expect,
+    hook_plans,
+    machine_scenarios,
+    request_batches,
+    scenarios,
+)
+from .probe import Probe, ProbeError, Trace
+from .profiles import PROFILE_ENV, lifecycle_settings
+from .targets import _Target
+
+__all__ = [
+    "PROFILE_ENV",
+    "AgentPlan",
+    "ClientPlan",
+    "ClientView",
+    "Expectation",
+    "HookPlan",
+    "LifecycleMachine",
+    "LifecycleViolation",
+    "Probe",
+    "ProbeError",
+    "RequestBatch",
+    "Scenario",
+    "Trace",
+    "agent_plans",
+    "check_isolation",
+    "check_lifecycle",
+    "check_request",
+    "client_plans",
+    "expect",
+    "hook_plans",
+    "lifecycle_settings",
+    "machine_scenarios",
+    "request_batches",
+    "scenarios",
+]
+
+
+def check_lifecycle(
+    app: Any,
+    *,
+    max_examples: int | None = None,
+    settings: Settings | None = None,
+    live: bool = False,
+    headers: Mapping[str, str] | None = None,
+    batches: st.SearchStrategy[RequestBatch] | None = None,
+    timeout: float = 10.0,
+    validate: bool = True,
+    prefix: str = "lifecycle-probe",
+) -> None:
+    """Check the §Lifecycle guarantees of `app` on Hypothesis-drawn request batches.
+
+    `app` is a robutler `ServerBase` or a zero-argument function returning a new one (then
+    each example gets a fresh server). By default the requests are driven through the ASGI
+    app by hand; `live=True` serves it with uvicorn on 127.0.0.1 and talks over sockets.
+    `headers` go with every request (e.g. `{"authorization": "Bearer KEY"}`). Unknown-agent
+    (404) scenarios are left out when the server has resolvers of its own. Raises
+    `LifecycleViolation` describing the smallest failing batch. Call it from a sync test.
+    """
+    target = _Target(app, prefix)
+    chosen = settings or lifecycle_settings("live" if live else "asgi")
+    if max_examples is not None:
+        chosen = Settings(chosen, max_examples=max_examples)
+    if batches is None:
+        # a server with resolvers of its own may accept any name: no 404 scenarios then
+        own = len(getattr(target.probe(fresh=True).server, "dynamic_agents", ())) > 2
+        routes: tuple[Route, ...] = ("static", "dynamic") if own else _ROUTES
+        batches = request_batches(scenarios(routes=routes))
+    strategy = batches
+    runner: _ASGIRunner | _LiveRunner
+    if live:
+        runner = _LiveRunner(target, headers, timeout, validate)
+    else:
+        runner = _ASGIRunner(target, headers, timeout, validate)
+
+    @chosen
+    @given(batch=strategy)
+    def lifecycle_holds(batch: RequestBatch) -> None:
+        note(batch.describe())
+        _raise_if(runner.run(batch), "the request lifecycle is broken:")
+
+    try:
+        lifecycle_holds()
+    finally:
+        runner.close()

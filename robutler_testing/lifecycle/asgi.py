@@ -1,0 +1,267 @@
+"""The ASGI driver: requests driven by hand through the app in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from robutler.server import get_context
+
+from .checks import ClientView, check_isolation, check_request
+from .plans import RequestBatch, Scenario
+from .probe import Trace
+from .targets import _registered, _Target
+
+# --------------------------------------------------------------------------------------
+# The ASGI driver
+
+
+class _Exchange:
+    """One request driven by hand through an ASGI app by a client following a ClientPlan.
+
+    Like uvicorn: once the client has gone, sends are dropped and `receive()` says
+    http.disconnect; it also says so once the response is complete.
+    """
+
+    def __init__(self, trace: Trace, headers: Mapping[str, str] | None) -> None:
+        body = trace.body
+        self.plan = trace.scenario.client
+        self.body = body
+        self.scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": trace.path,
+            "raw_path": trace.path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [
+                (k.encode("latin-1"), v.encode("latin-1")) for k, v in trace.headers(headers)
+            ]
+            + [(b"content-length", str(len(body)).encode()), (b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+            "state": {},
+        }
+        self.delivered: list[dict[str, Any]] = []
+        self.gone = self.plan.kind == "vanish"
+        self.complete = False
+        self.frames = 0
+        self.buffered = 0
+        self.ended = asyncio.Event()
+        self.stuck = asyncio.Event()
+        self.body_read = False
+        self.problems: list[str] = []
+        if self.gone:
+            self.ended.set()
+
+    def leave(self) -> None:
+        if not self.complete:
+            self.gone = True
+        self.ended.set()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.body_read and not self.gone:
+            self.body_read = True
+            if self.plan.kind == "close_after" and self.plan.frames == 0:
+                self.leave()
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        await self.ended.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.plan.slow_writes:
+            await asyncio.sleep(0)  # one loop turn, as on a server that queues its writes
+        kind = message.get("type")
+        body = bytes(message.get("body", b"")) if kind == "http.response.body" else b""
+        full = body and self.buffered + len(body) > self.plan.buffer
+        if self.plan.kind == "never_read" and not self.gone and full:
+            self.stuck.set()
+            await self.ended.wait()  # like uvicorn's drain(): until the client goes
+        if self.gone:
+            return
+        if self.complete:
+            self.problems.append(f"the app sent {kind} after the response was complete")
+            raise RuntimeError(f"Unexpected ASGI message {kind!r} after the response completed")
+        started = bool(self.delivered)
+        if (kind == "http.response.start") == started:
+            self.problems.append(f"the app sent {kind} out of order")
+            raise RuntimeError(f"Unexpected ASGI message {kind!r}")
+        self.delivered.append(message)
+        if kind != "http.response.body":
+            return
+        self.buffered += len(body)
+        if body:
+            self.frames += 1
+        if not message.get("more_body", False):
+            self.complete = True
+            self.ended.set()
+        elif self.plan.kind == "close_after" and self.frames >= self.plan.frames:
+            self.leave()
+
+    def view(self) -> ClientView:
+        view = ClientView(complete=self.complete, left=self.gone, problems=self.problems)
+        if self.delivered:
+            start = self.delivered[0]
+            view.status = int(start["status"])
+            view.headers = {
+                bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
+                for k, v in start.get("headers") or ()
+            }
+            view.body = b"".join(bytes(m.get("body", b"")) for m in self.delivered[1:])
+        return view
+
+
+async def _bounded(awaitable: Awaitable[None], seconds: float) -> bool:
+    """Await in this very task (context changes stay visible); False after `seconds`."""
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, fire)
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        if not fired:
+            raise
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+        return False
+    finally:
+        handle.cancel()
+    return True
+
+
+class _Lifespan:
+    """Runs an app's lifespan startup and shutdown by hand."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        try:
+            await self.app(scope, self.inbox.get, self.outbox.put)
+        except Exception:  # an app without lifespan support
+            await self.outbox.put({"type": "lifespan.unsupported"})
+
+    async def _step(self, what: str, timeout: float) -> None:
+        await self.inbox.put({"type": f"lifespan.{what}"})
+        reply = await asyncio.wait_for(self.outbox.get(), timeout)
+        if reply["type"].endswith(".failed"):
+            raise RuntimeError(f"the app's lifespan {what} failed: {reply.get('message')}")
+
+    async def start(self, timeout: float) -> None:
+        self.task = asyncio.ensure_future(self._run())
+        await self._step("startup", timeout)
+
+    async def stop(self, timeout: float) -> None:
+        if self.task is None:
+            return
+        if not self.task.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await self._step("shutdown", timeout)
+        await asyncio.wait((self.task,), timeout=timeout)
+        if not self.task.done():
+            self.task.cancel()
+
+
+class _ASGIRunner:
+    """Runs RequestBatches through the app in one event loop of its own."""
+
+    def __init__(
+        self, target: _Target, headers: Mapping[str, str] | None, timeout: float, validate: bool
+    ) -> None:
+        self.target = target
+        self.headers = headers
+        self.timeout = timeout
+        self.validate = validate
+        self.loop = asyncio.new_event_loop()
+
+    def close(self) -> None:
+        loop = self.loop
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+    def run(self, batch: RequestBatch) -> list[tuple[Scenario | None, str]]:
+        leaked = get_context()
+        if leaked is not None:
+            return [(None, f"get_context() returns {leaked!r} outside any request")]
+        return self.loop.run_until_complete(self._batch(batch))
+
+    async def _batch(self, batch: RequestBatch) -> list[tuple[Scenario | None, str]]:
+        probe = self.target.probe(fresh=True)
+        lifespan = _Lifespan(probe.asgi)
+        await lifespan.start(self.timeout)
+        out: list[tuple[Scenario | None, str]] = []
+        try:
+            baseline = asyncio.all_tasks()
+            traces = [_registered(probe, s) for s in batch.scenarios]
+            if batch.concurrent:
+                views = await asyncio.gather(*(self._one(t) for t in traces))
+            else:
+                views = [await self._one(t) for t in traces]
+            leftover = asyncio.all_tasks() - baseline
+            if leftover:
+                await asyncio.wait(leftover, timeout=self.timeout)
+                running = [t for t in leftover if not t.done()]
+                if running:
+                    names = ", ".join(repr(t.get_coro()) for t in running)
+                    out.append((None, f"tasks left running after the requests ended: {names}"))
+            if get_context() is not None:
+                out.append((None, "a request's context is still current after the requests"))
+            for trace, view in zip(traces, views, strict=True):
+                problems = check_request(trace, view, validate=self.validate)
+                out.extend((trace.scenario, p) for p in problems)
+            out.extend((None, p) for p in check_isolation(traces))
+            for trace in traces:
+                probe.forget(trace)
+        finally:
+            await lifespan.stop(self.timeout)
+        return out
+
+    async def _one(self, trace: Trace) -> ClientView:
+        exchange = _Exchange(trace, self.headers)
+        was = get_context()
+
+        async def give_up_when_stuck() -> None:
+            await exchange.stuck.wait()
+            exchange.leave()
+
+        helper = asyncio.ensure_future(give_up_when_stuck())
+        try:
+            finished = await _bounded(
+                trace.probe.asgi(exchange.scope, exchange.receive, exchange.send), self.timeout
+            )
+        except Exception as exc:  # the wrapper recorded it; the checks report it
+            finished = True
+            exchange.problems.append(f"the app raised {exc!r}")
+        finally:
+            helper.cancel()
+            await asyncio.wait((helper,))
+        exchange.leave()  # the client closes its end now, whatever it did
+        view = exchange.view()
+        if not finished:
+            view.problems.append(f"the request did not finish within {self.timeout} s")
+        if get_context() is not was:
+            view.problems.append("the request's context leaked into the code that sent it")
+        if not exchange.gone and exchange.delivered and not exchange.complete:
+            view.problems.append("the app returned without completing its answer")
+        if not exchange.gone and not exchange.delivered and finished:
+            view.problems.append("the app returned without answering")
+        return view

@@ -1,0 +1,443 @@
+"""Scenario plans, the Hypothesis strategies that draw them, and what each should produce."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hypothesis import strategies as st
+
+MAX_HOOKS = 3
+USAGE = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+_UNSUPPORTED_TYPES = {
+    "int": "int",
+    "none": "NoneType",
+    "bytes": "bytes",
+    "dict": "dict",
+    "object": "object",
+    "stream_item": "int",
+}
+
+
+def _pretty(obj: Any, p: Any, cycle: bool) -> None:
+    """Hypothesis's printer shows scenarios in plain words, as their repr does."""
+    for i, line in enumerate(repr(obj).splitlines()):
+        if i:
+            p.break_()
+        p.text(line)
+
+
+# --------------------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass(frozen=True)
+class HookPlan:
+    """One hook of a scenario: sync or async; it returns, raises, or rejects (HTTPException)."""
+
+    sync: bool = False
+    action: Literal["ok", "raise", "reject"] = "ok"
+    status: int = 401
+
+    def describe(self) -> str:
+        kind = "sync" if self.sync else "async"
+        if self.action == "raise":
+            return f"{kind} hook that raises"
+        if self.action == "reject":
+            return f"{kind} hook that rejects with HTTP {self.status}"
+        return f"{kind} hook"
+
+    _repr_pretty_ = _pretty
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+Route = Literal["static", "dynamic", "unknown"]
+AgentKind = Literal[
+    "reply", "chunks", "raise_before", "raise_after", "unsupported", "tool_calls", "gated"
+]
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    """What the probe agent does.
+
+    `kind`: reply (one text), chunks (`pieces`, `delay` seconds apart), raise_before,
+    raise_after (after `pieces`), unsupported (returns a value robutler cannot serve),
+    tool_calls (`tools` as (name, JSON arguments)), gated (each piece waits for
+    `Trace.release()`). `form` is how the answer is handed over; `usage` makes the agent
+    report token usage (forms built on `MockAgent`).
+    """
+
+    kind: AgentKind = "reply"
+    pieces: tuple[str, ...] = ("hello",)
+    form: str = "str"
+    delay: float = 0.0
+    usage: bool = False
+    tools: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        pieces = f"{len(self.pieces)} chunk(s) {list(self.pieces)!r}"
+        how = {
+            "str": "returns a str",
+            "message": "returns a message dict",
+            "completion": "returns MockAgent.run()'s result",
+            "async_gen": "from an async generator",
+            "sync_gen": "from a sync generator",
+            "events": "as MockAgent stream events",
+            "call": "when called",
+            "mock": "through MockAgent",
+        }.get(self.form, self.form)
+        extra = f", {self.delay:g} s apart" if self.delay else ""
+        extra += ", with token usage" if self.usage else ""
+        if self.kind == "reply":
+            return f"replies {self.pieces[0]!r} ({how}{extra})"
+        if self.kind == "chunks":
+            return f"yields {pieces} {how}{extra}"
+        if self.kind == "gated":
+            return f"yields {pieces}, each once the test releases it"
+        if self.kind == "raise_before":
+            return f"raises before the first chunk ({how})"
+        if self.kind == "raise_after":
+            return f"yields {pieces} then raises ({how}{extra})"
+        if self.kind == "unsupported":
+            if self.form == "stream_item":
+                return f"yields {pieces} then an unsupported int"
+            return f"returns an unsupported {_UNSUPPORTED_TYPES[self.form]}"
+        calls = ", ".join(f"{name}({args})" for name, args in self.tools)
+        return f"calls tools {calls} ({how}{extra})"
+
+    _repr_pretty_ = _pretty
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """What the client does: reads everything; closes after `frames` body frames (0: as
+    soon as the server read the request); never reads (the connection holds `buffer`
+    bytes before the server's writes block, then the client gives up); or hangs up before
+    the server reads the body ("vanish"); or "steps": a state machine drives it. With `slow_writes` (ASGI driver only) every send
+    waits one event-loop turn, as on servers that queue their writes."""
+
+    kind: Literal["read_all", "close_after", "never_read", "vanish", "steps"] = "read_all"
+    frames: int = 0
+    buffer: int = 0
+    slow_writes: bool = False
+
+    def describe(self) -> str:
+        slow = " over a connection where each write waits a loop turn" if self.slow_writes else ""
+        if self.kind == "close_after":
+            if self.frames == 0:
+                return f"closes the connection once the server read the request{slow}"
+            return f"closes the connection after {self.frames} body frame(s){slow}"
+        if self.kind == "never_read":
+            return f"never reads (the connection holds {self.buffer} bytes){slow}"
+        if self.kind == "vanish":
+            return "hangs up before the server reads the body"
+        if self.kind == "steps":
+            return "reads and hangs up as the machine's steps say"
+        return f"reads the whole answer{slow}"
+
+    _repr_pretty_ = _pretty
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request: the agent's behaviour, the request, the client, the hooks and the route.
+
+    `route`: "static", "dynamic" (a resolver accepts the name) or "unknown" (no resolver
+    does: 404). `sync_handler` serves it through a sync handler (and, when dynamic, a sync
+    resolver). `bad_body` sends invalid JSON (422).
+    """
+
+    agent: AgentPlan = field(default_factory=AgentPlan)
+    stream: bool = False
+    include_usage: bool = False
+    client: ClientPlan = field(default_factory=ClientPlan)
+    before: tuple[HookPlan, ...] = ()
+    finalize: tuple[HookPlan, ...] = ()
+    route: Route = "static"
+    sync_handler: bool = False
+    bad_body: bool = False
+
+    def describe(self) -> str:
+        kind = "streamed" if self.stream else "non-streamed"
+        usage = " with include_usage" if self.include_usage else ""
+        sync = "sync" if self.sync_handler else "async"
+        if self.route == "static":
+            where = f"a static agent ({sync} handler)"
+        elif self.route == "dynamic":
+            where = f"a dynamic agent ({sync} resolver and handler)"
+        else:
+            where = "a name no resolver accepts (404)"
+        parts = [f"{kind} request{usage} to {where} that {self.agent.describe()}"]
+        if self.bad_body:
+            parts.append("the body is invalid JSON")
+        parts.append(f"client {self.client.describe()}")
+        if self.before:
+            parts.append("before hooks: " + ", ".join(h.describe() for h in self.before))
+        if self.finalize:
+            parts.append("finalize hooks: " + ", ".join(h.describe() for h in self.finalize))
+        return "; ".join(parts)
+
+    _repr_pretty_ = _pretty
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+
+@dataclass(frozen=True)
+class RequestBatch:
+    """Requests run one after the other, or concurrently, against one server."""
+
+    scenarios: tuple[Scenario, ...]
+    concurrent: bool = False
+
+    def describe(self) -> str:
+        how = "concurrently" if self.concurrent else "one after the other"
+        lines = [f"{len(self.scenarios)} request(s) run {how}:"]
+        lines += [f"  {i}. {s.describe()}" for i, s in enumerate(self.scenarios, 1)]
+        return "\n".join(lines)
+
+    _repr_pretty_ = _pretty
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+# --------------------------------------------------------------------------------------
+# Strategies
+
+_TEXT = st.text(alphabet="abcxyz é☃", min_size=1, max_size=4)
+
+
+def _pieces(min_size: int, max_size: int) -> st.SearchStrategy[tuple[str, ...]]:
+    return st.lists(_TEXT, min_size=min_size, max_size=max_size).map(tuple)
+
+
+_TOOLS = st.lists(
+    st.tuples(
+        st.sampled_from(["get_weather", "search", "add"]),
+        st.dictionaries(st.sampled_from(["city", "q", "n"]), st.integers(0, 9), max_size=2).map(
+            lambda d: json.dumps(d, sort_keys=True)
+        ),
+    ),
+    min_size=1,
+    max_size=2,
+).map(tuple)
+
+_DELAYS = st.sampled_from([0.0, 0.0, 0.001, 0.004])
+
+_ROUTES: tuple[Route, ...] = ("static", "dynamic") * 4 + ("unknown",)
+ALL_KINDS: tuple[AgentKind, ...] = (
+    "reply",
+    "chunks",
+    "raise_before",
+    "raise_after",
+    "unsupported",
+    "tool_calls",
+)
+
+
+_WEIGHTS = {"reply": 2, "chunks": 3, "raise_after": 2, "gated": 1}
+
+
+@st.composite
+def agent_plans(draw: st.DrawFn, kinds: Sequence[AgentKind] = ALL_KINDS) -> AgentPlan:
+    """An agent behaviour of one of `kinds` (gated needs a driver that releases pieces)."""
+    weighted = [k for k in kinds for _ in range(_WEIGHTS.get(k, 1))]
+    kind = draw(st.sampled_from(weighted))
+    if kind == "reply":
+        form = draw(st.sampled_from(["str", "message", "completion"]))
+        usage = form == "completion" and draw(st.booleans())
+        return AgentPlan(kind, (draw(_TEXT),), form, usage=usage)
+    if kind == "chunks":
+        form = draw(st.sampled_from(["async_gen", "events", "sync_gen"]))
+        delay = 0.0 if form == "sync_gen" else draw(_DELAYS)
+        usage = form == "events" and draw(st.booleans())
+        return AgentPlan(kind, draw(_pieces(0, 5)), form, delay=delay, usage=usage)
+    if kind == "gated":
+        return AgentPlan(kind, draw(_pieces(1, 4)), "async_gen")
+    if kind == "raise_before":
+        return AgentPlan(
+            kind, (), draw(st.sampled_from(["call", "async_gen", "sync_gen", "events"]))
+        )
+    if kind == "raise_after":
+        form = draw(st.sampled_from(["async_gen", "events", "sync_gen"]))
+        delay = 0.0 if form == "sync_gen" else draw(_DELAYS)
+        return AgentPlan(kind, draw(_pieces(1, 4)), form, delay=delay)
+    if kind == "unsupported":
+        form = draw(st.sampled_from(list(_UNSUPPORTED_TYPES)))
+        pieces = draw(_pieces(1, 3)) if form == "stream_item" else ()
+        return AgentPlan(kind, pieces, form)
+    form = draw(st.sampled_from(["message", "mock"]))
+    usage = form == "mock" and draw(st.booleans())
+    return AgentPlan("tool_calls", (), form, usage=usage, tools=draw(_TOOLS))
+
+
+def hook_plans(kind: Literal["before", "finalize"]) -> st.SearchStrategy[HookPlan]:
+    """A before hook (returns, raises, or rejects with 401/402/403/429) or a finalize hook
+    (returns or raises), sync or async."""
+    actions = ["ok"] * 10 + ["raise"] + (["reject"] if kind == "before" else ["raise"])
+    return st.builds(
+        HookPlan,
+        sync=st.booleans(),
+        action=st.sampled_from(actions),
+        status=st.sampled_from([401, 402, 403, 429]),
+    ).map(lambda h: h if h.action == "reject" else HookPlan(h.sync, h.action))
+
+
+@st.composite
+def client_plans(draw: st.DrawFn) -> ClientPlan:
+    """What the client does with the answer (mostly reads it all)."""
+    kinds = ["read_all"] * 4 + ["close_after"] * 3 + ["never_read"] * 2 + ["vanish"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "vanish":
+        return ClientPlan("vanish")
+    slow = draw(st.booleans())
+    if kind == "close_after":
+        return ClientPlan("close_after", frames=draw(st.integers(0, 5)), slow_writes=slow)
+    if kind == "never_read":
+        buffer = draw(st.sampled_from([0, 150, 600, 5000]))
+        return ClientPlan("never_read", buffer=buffer, slow_writes=slow)
+    return ClientPlan(slow_writes=slow)
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn,
+    agents: st.SearchStrategy[AgentPlan] | None = None,
+    clients: st.SearchStrategy[ClientPlan] | None = None,
+    routes: Sequence[Route] = _ROUTES,
+    max_hooks: int = MAX_HOOKS,
+) -> Scenario:
+    """A request scenario: agent, stream/include_usage, client, hooks, route, body.
+
+    `routes` are drawn uniformly (repeat one to weight it); at most `max_hooks` (<= 3)
+    hooks of each kind.
+    """
+    if not 0 <= max_hooks <= MAX_HOOKS:
+        raise ValueError(f"max_hooks must be between 0 and {MAX_HOOKS}, got {max_hooks}")
+    agent = draw(agents if agents is not None else agent_plans())
+    stream = draw(st.sampled_from([False, True, True]))
+    include_usage = stream and draw(st.booleans())
+    client = draw(clients if clients is not None else client_plans())
+    before = tuple(draw(st.lists(hook_plans("before"), max_size=max_hooks)))
+    final = tuple(draw(st.lists(hook_plans("finalize"), max_size=max_hooks)))
+    route = draw(st.sampled_from(list(routes)))
+    sync_handler = route != "unknown" and draw(st.sampled_from([False, False, False, True]))
+    bad_body = draw(st.sampled_from([False] * 15 + [True]))
+    return Scenario(
+        agent, stream, include_usage, client, before, final, route, sync_handler, bad_body
+    )
+
+
+def request_batches(
+    scenario: st.SearchStrategy[Scenario] | None = None, max_requests: int = 3
+) -> st.SearchStrategy[RequestBatch]:
+    """One to `max_requests` scenarios, run one after the other or concurrently."""
+    items = st.lists(
+        scenario if scenario is not None else scenarios(), min_size=1, max_size=max_requests
+    )
+    return st.builds(RequestBatch, items.map(tuple), st.booleans())
+
+
+def machine_scenarios() -> st.SearchStrategy[Scenario]:
+    """Scenarios for `LifecycleMachine`: mostly gated streams the machine advances (no
+    404s: the app may have resolvers of its own that accept any name)."""
+    agents = st.one_of(
+        agent_plans(["gated"]),
+        agent_plans(["gated"]),
+        agent_plans(["reply", "chunks", "raise_after", "tool_calls", "raise_before"]),
+    )
+    return scenarios(
+        agents=agents,
+        clients=st.just(ClientPlan("steps")),
+        routes=("static", "dynamic"),
+        max_hooks=2,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# What a scenario should produce
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a client that reads the whole answer should get, and which hooks should run."""
+
+    status: int
+    streamed: bool  # a 200 SSE answer
+    content: str | None = None
+    finish_reason: str | None = None
+    tool_calls: tuple[tuple[str, str], ...] = ()
+    usage: Mapping[str, int] | None = None
+    error_event: bool = False  # the stream ends with an error event
+    message_has: str | None = None  # text the error message must contain
+    final_status: str | None = None  # StreamingWrapper status for a full read
+    before_runs: tuple[int, ...] = ()
+    resolver_runs: int = 0
+    agent_runs: bool = False
+    agent_fails: bool = False
+
+
+def expect(s: Scenario) -> Expectation:
+    """The expected outcome of `s` for a client that reads everything."""
+    before_runs: list[int] = []
+    failing: HookPlan | None = None
+    for hook in s.before:
+        before_runs.append(0 if failing else 1)
+        if failing is None and hook.action != "ok":
+            failing = hook
+    runs = tuple(before_runs)
+    if failing is not None:
+        status = 500 if failing.action == "raise" else failing.status
+        return Expectation(status, False, before_runs=runs)
+    resolver = 0 if s.route == "static" else 1
+    if s.route == "unknown":
+        return Expectation(404, False, before_runs=runs, resolver_runs=resolver)
+    if s.bad_body:
+        return Expectation(422, False, before_runs=runs, resolver_runs=resolver)
+    a = s.agent
+    base: dict[str, Any] = {"before_runs": runs, "resolver_runs": resolver, "agent_runs": True}
+    usage = USAGE if a.usage else None
+    if a.kind in ("reply", "chunks", "gated", "tool_calls"):
+        tools = a.tools if a.kind == "tool_calls" else ()
+        content: str | None = "".join(a.pieces) if a.kind != "tool_calls" else None
+        finish = "tool_calls" if tools else "stop"
+        if s.stream:
+            return Expectation(
+                200,
+                True,
+                content or "",
+                finish,
+                tools,
+                usage if s.include_usage else None,
+                final_status="completed",
+                **base,
+            )
+        return Expectation(200, False, content, finish, tools, usage, **base)
+    unsupported = a.kind == "unsupported"
+    message_has = repr(_UNSUPPORTED_TYPES[a.form]) if unsupported else None
+    midstream = a.kind == "raise_after" or (unsupported and a.form == "stream_item")
+    if s.stream and midstream:
+        return Expectation(
+            200,
+            True,
+            "".join(a.pieces),
+            None,
+            error_event=True,
+            message_has=message_has,
+            final_status="failed",
+            agent_fails=True,
+            **base,
+        )
+    return Expectation(500, False, message_has=message_has, agent_fails=True, **base)
