@@ -99,3 +99,10 @@ def bench(session: nox.Session) -> None:
         session.run(*sudo, "apt-get", "update", "-qq", external=True, env=env)
         session.run(*sudo, "apt-get", "install", "-y", "-qq", "wrk", external=True, env=env)
     session.run("python", "-m", "benchmarks.bench", *session.posargs)
+
+
+@nox.session(python=["3.10", "3.11", "3.12", "3.13"])
+def compat(session: nox.Session) -> None:
+    """The test suite on every supported Python that is installed (others are skipped)."""
+    _install(session, ".[dev]")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
