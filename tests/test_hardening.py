@@ -222,3 +222,29 @@ def test_client_content_not_logged_at_info(caplog: pytest.LogCaptureFixture) -> 
         if r.name.startswith(("robutler", "uvicorn", "fastapi"))
     ]
     assert not [m for m in server_logs if "PRIVATE" in m]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("status", [502, 503])
+async def test_every_5xx_is_logged_once_also_from_request_errors(
+    caplog: pytest.LogCaptureFixture, stream: bool, status: int
+) -> None:
+    from fastapi import HTTPException
+
+    from robutler.server.protocol import RequestError
+
+    app = ServerBase()
+
+    @app.agent("upstream")
+    async def upstream(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        if status == 502:
+            raise RequestError(502, "The upstream model API answered 500.", code="upstream_error")
+        raise HTTPException(503, "overloaded")
+
+    body = json.dumps({"messages": USER, "stream": stream}).encode()
+    with caplog.at_level(logging.DEBUG, logger="robutler"):
+        call = await ASGICall(app, "/upstream/chat/completions", body).run()
+    assert call.status == status
+    rid = dict(call.sent[0]["headers"])[b"x-request-id"].decode()
+    records = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(records) == 1 and rid in records[0].getMessage() and records[0].exc_info

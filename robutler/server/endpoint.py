@@ -117,20 +117,47 @@ def error_response(
     )
 
 
-def _http_exception(exc: HTTPException, request_id: str) -> Response:
+class _Failure:
+    """What a client is told about an exception: status, message, param, code, headers."""
+
+    __slots__ = ("code", "headers", "message", "param", "status")
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, param=self.param, code=self.code)
+
+    def response(self, request_id: str) -> Response:
+        return error_response(
+            self.status,
+            self.message,
+            param=self.param,
+            code=self.code,
+            headers=self.headers,
+            request_id=request_id,
+        )
+
+
+def _from_http_exception(exc: HTTPException) -> _Failure:
     detail = exc.detail
     if isinstance(detail, dict) and isinstance(detail.get("error"), dict):
         err = detail["error"]
-        return error_response(
-            exc.status_code,
-            str(err.get("message", "")),
-            param=err.get("param"),
-            code=err.get("code"),
-            headers=exc.headers,
-            request_id=request_id,
-        )
+        message = str(err.get("message", ""))
+        return _Failure(exc.status_code, message, err.get("param"), err.get("code"), exc.headers)
     message = detail if isinstance(detail, str) else encode(detail).decode()
-    return error_response(exc.status_code, message, headers=exc.headers, request_id=request_id)
+    return _Failure(exc.status_code, message, headers=exc.headers)
 
 
 class _Watch:
@@ -253,26 +280,12 @@ class ChatHandler:
             model = spec.model or req.model or state.agent_name or "agent"
             await self._run(state, spec, include_usage, model, scope, receive, send, outcome)
             return
-        except RequestError as exc:
-            state.error = exc
-            response = error_response(
-                exc.status,
-                exc.message,
-                param=exc.param,
-                code=exc.code,
-                headers=exc.headers,
-                request_id=rid,
-            )
-        except HTTPException as exc:
-            state.error = exc
-            response = _http_exception(exc, rid)
         except ClientDisconnect as exc:
             state.error = exc
             return
         except Exception as exc:
             state.error = exc
-            status, message, code = self._describe(exc, state)
-            response = error_response(status, message, code=code, request_id=rid)
+            response = self._failure(exc, state).response(rid)
         if outcome.started:
             return  # an answer is already on its way; the stream reported the failure
         outcome.response = response
@@ -285,23 +298,23 @@ class ChatHandler:
         if isinstance(response, StreamingWrapper) and response.status == "streaming":
             response.status = "disconnected"
 
-    def _describe(self, exc: BaseException, state: RequestState) -> tuple[int, str, str | None]:
-        """Log a failure once and say what the client is told: (status, message, code)."""
+    def _failure(self, exc: BaseException, state: RequestState) -> _Failure:
+        """What the client is told about `exc`; a 5xx is logged once, with its traceback."""
         rid = state.request_id
         if isinstance(exc, RequestError):
-            if exc.status >= 500:
-                logger.error(
-                    "agent %r: %s (request %s)", state.agent_name, exc.message, rid, exc_info=exc
-                )
-            return exc.status, exc.message, exc.code
-        if isinstance(exc, HTTPException):
-            return exc.status_code, str(exc.detail), None
-        if isinstance(exc, UnsupportedResult):
-            logger.error("agent %r %s (request %s)", state.agent_name, exc, rid)
-            return 500, str(exc), "unsupported_result"
-        logger.error("agent %r failed (request %s)", state.agent_name, rid, exc_info=exc)
-        detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
-        return 500, f"{detail} (request id {rid})", "agent_error"
+            failure = _Failure(exc.status, exc.message, exc.param, exc.code, exc.headers)
+        elif isinstance(exc, HTTPException):
+            failure = _from_http_exception(exc)
+        elif isinstance(exc, UnsupportedResult):
+            failure = _Failure(500, str(exc), code="unsupported_result")
+        else:
+            detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
+            failure = _Failure(500, f"{detail} (request id {rid})", code="agent_error")
+        if failure.status >= 500:
+            logger.error(
+                "agent %r: %s (request %s)", state.agent_name, failure.message, rid, exc_info=exc
+            )
+        return failure
 
     async def _resolve(self, state: RequestState, specs: list[AgentSpec]) -> AgentSpec:
         name = state.agent_name or ""
@@ -489,8 +502,7 @@ class ChatHandler:
                 wrapper.status = "failed"
                 wrapper.error = exc
                 state.error = exc
-                status, message, code = self._describe(exc, state)
-                frame = ChunkEncoder.error(error_body(status, message, code=code))
+                frame = ChunkEncoder.error(self._failure(exc, state).body())
                 await send({"type": "http.response.body", "body": frame, "more_body": False})
         finally:
             await _close(items)
