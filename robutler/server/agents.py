@@ -10,8 +10,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from .context import RequestState
+from .protocol import RequestError
 
-__all__ = ["AgentSpec", "check_name"]
+__all__ = ["AgentSpec", "check_name", "find_agent"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
 RESERVED_NAMES = frozenset({"health", "docs", "redoc", "openapi.json", "favicon.ico", "static"})
@@ -127,3 +128,18 @@ def _parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
 def _first_line(fn: Any) -> str:
     doc = inspect.getdoc(fn) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+async def find_agent(name: str, specs: list[AgentSpec]) -> tuple[AgentSpec, Any]:
+    """The spec serving `name` and its resolver's data (None for a static agent).
+
+    A static spec always serves; dynamic ones are asked in order. Raises the 404
+    `RequestError` when none accepts the name.
+    """
+    for spec in specs:
+        if spec.resolver is None:
+            return spec, None
+        data = await spec.resolve(name)
+        if data is not False and data is not None:
+            return spec, data
+    raise RequestError(404, f"Agent {name!r} not found.", param="agent", code="agent_not_found")

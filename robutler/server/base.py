@@ -19,7 +19,7 @@ from starlette.routing import Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
-from .agents import RESERVED_NAMES, AgentSpec, check_name
+from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent
 from .auth import ApiKeys
 from .config import load_env
 from .endpoint import ChatHandler, error_response
@@ -262,12 +262,12 @@ class ServerBase(FastAPI):
                     scope, receive, send
                 )
                 return
-        spec = await self._find(name, specs)
-        if spec is None:
-            response = error_response(
-                404, f"Agent {name!r} not found.", param="agent", code="agent_not_found"
+        try:
+            spec, _ = await find_agent(name, specs)
+        except RequestError as exc:
+            await error_response(exc.status, exc.message, param=exc.param, code=exc.code)(
+                scope, receive, send
             )
-            await response(scope, receive, send)
             return
         if kind == CHAT:
             body: dict[str, Any] = {
@@ -289,15 +289,6 @@ class ServerBase(FastAPI):
             if method == "POST":
                 body["status"] = "active"
         await Response(encode(body), media_type="application/json")(scope, receive, send)
-
-    async def _find(self, name: str, specs: list[AgentSpec]) -> AgentSpec | None:
-        for spec in specs:
-            if spec.resolver is None:
-                return spec
-            data = await spec.resolve(name)
-            if data is not False and data is not None:
-                return spec
-        return None
 
 
 _STARTED = int(time.time())

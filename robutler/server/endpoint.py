@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .agents import find_agent
 from .context import RequestState, _current
 from .eager import resume
 from .lifecycle import Hooks, StreamingWrapper
@@ -268,7 +269,7 @@ class ChatHandler:
                 state.api_key_name = self.auth.check(scope)
             if self.hooks.before:
                 await self.hooks.run_before(state)
-            spec = await self._resolve(state, specs)
+            spec, state.agent_data = await find_agent(state.agent_name or "", specs)
             assert state.request is not None
             body = await state.request.body()
             data, req = parse_request(
@@ -315,17 +316,6 @@ class ChatHandler:
                 "agent %r: %s (request %s)", state.agent_name, failure.message, rid, exc_info=exc
             )
         return failure
-
-    async def _resolve(self, state: RequestState, specs: list[AgentSpec]) -> AgentSpec:
-        name = state.agent_name or ""
-        for spec in specs:
-            if spec.resolver is None:
-                return spec
-            data = await spec.resolve(name)
-            if data is not False and data is not None:
-                state.agent_data = data
-                return spec
-        raise RequestError(404, f"Agent {name!r} not found.", param="agent", code="agent_not_found")
 
     async def _run(
         self,
