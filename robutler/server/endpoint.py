@@ -37,6 +37,7 @@ from .results import (
     completion_from_dict,
     is_substantial,
     iter_items,
+    one_choice,
 )
 
 if TYPE_CHECKING:
@@ -383,20 +384,8 @@ class ChatHandler:
         created = now()
         if not state.stream:
             if kind == TEXT:
-                completion: dict[str, Any] = {
-                    "id": cid,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": value},
-                            "finish_reason": "stop",
-                            "logprobs": None,
-                        }
-                    ],
-                }
+                message = {"role": "assistant", "content": value}
+                completion: dict[str, Any] = one_choice(message, "stop", cid, created, model)
             elif kind in (COMPLETION, MESSAGE):
                 completion = completion_from_dict(kind, value, cid, created, model)
             else:

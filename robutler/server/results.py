@@ -25,6 +25,7 @@ __all__ = [
     "classify",
     "completion_from_dict",
     "iter_items",
+    "one_choice",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -157,6 +158,21 @@ def _message(msg: Mapping[str, Any]) -> dict[str, Any]:
     return message
 
 
+def one_choice(
+    message: dict[str, Any], finish_reason: str, cid: str, created: int, model: str
+) -> dict[str, Any]:
+    """A chat.completion with `message` as its only choice."""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
+        ],
+    }
+
+
 def completion_from_dict(
     kind: int, value: Mapping[str, Any], cid: str, created: int, model: str
 ) -> dict[str, Any]:
@@ -164,15 +180,7 @@ def completion_from_dict(
     if kind == MESSAGE:
         message = _message(value)
         finish = "tool_calls" if message.get("tool_calls") else "stop"
-        return {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-            ],
-        }
+        return one_choice(message, finish, cid, created, model)
     completion = dict(value)
     completion.setdefault("id", cid)
     completion["object"] = "chat.completion"
