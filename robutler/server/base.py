@@ -22,7 +22,7 @@ from .. import __version__
 from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent
 from .auth import ApiKeys
 from .config import load_env
-from .endpoint import ChatHandler, error_response
+from .endpoint import DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
 from .lifecycle import Hooks
 from .protocol import RequestError, encode
 
@@ -30,7 +30,6 @@ __all__ = ["AgentDecorator", "ServerBase"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 CHAT, INFO, MODELS = "chat", "info", "models"
 _ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",)}
 

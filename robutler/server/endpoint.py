@@ -55,12 +55,13 @@ _SSE_HEADERS = [
 ]
 _JSON_TYPE = (b"content-type", b"application/json")
 DISCONNECTED = 499  # nginx's "client closed request": no answer was sent
+DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 
 
 class AgentRequest(Request):
     """A Request whose body is read at most `max_body_size` bytes, never buffered past it."""
 
-    max_body_size: int = 4 * 1024 * 1024
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
