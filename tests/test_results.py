@@ -401,3 +401,11 @@ def test_stream_fills_tool_call_ids_and_drops_content_after_finish(app: ServerBa
     assert report.tool_calls[0]["type"] == "function"
     assert report.finish_reason == "tool_calls"
     assert "late" not in text
+
+
+def test_completion_id_names_the_request(result_client: Any) -> None:
+    response = post(result_client, "str")
+    assert response.json()["id"] == "chatcmpl-" + response.headers["x-request-id"]
+    streamed = post(result_client, "str", stream=True)
+    first = sse_events(streamed.text)[0]
+    assert first["id"] == "chatcmpl-" + streamed.headers["x-request-id"]

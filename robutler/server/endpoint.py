@@ -23,7 +23,7 @@ from .context import RequestState, _current
 from .eager import resume
 from .lifecycle import Hooks, StreamingWrapper
 from .pricing import apply_request_charges
-from .protocol import RequestError, completion_id, encode, error_body, now, parse_request
+from .protocol import RequestError, encode, error_body, now, parse_request
 from .results import (
     COMPLETION,
     MESSAGE,
@@ -381,7 +381,7 @@ class ChatHandler:
         if kind == RESPONSE:
             await self._pass_through(value, scope, receive, send, outcome)
             return
-        cid = completion_id()
+        cid = "chatcmpl-" + state.request_id  # the completion id names the request too
         created = now()
         if not state.stream:
             if kind == TEXT:

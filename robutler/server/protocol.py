@@ -8,7 +8,6 @@ message dicts. Responses are encoded with pydantic-core too.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,18 +25,12 @@ __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
     "RequestError",
-    "completion_id",
     "encode",
     "error_body",
     "parse_request",
 ]
 
 encode = to_json
-
-
-def completion_id() -> str:
-    """A fresh `chatcmpl-…` id."""
-    return "chatcmpl-" + uuid.uuid4().hex
 
 
 def now() -> int:
