@@ -57,9 +57,19 @@ def test_stream_usage_totals_add_up_with_include_usage(chat: Chat) -> None:
     assert last.choices == [], f"the usage chunk should have no choices, got {last.choices!r}"
 
 
-def test_stream_has_no_usage_without_include_usage(chat: Chat) -> None:
-    streamed = chat.stream(HELLO, expect_usage=False)
-    assert streamed.usage is None, f"usage was sent without include_usage: {streamed.usage!r}"
+def test_stream_usage_without_include_usage_is_on_the_finish_chunk_once(chat: Chat) -> None:
+    # Without include_usage a server may send no usage (OpenAI) or, as robutler does when
+    # the agent gave usage, put it on the last finish chunk; never on two chunks, because
+    # clients such as LangChain and LiteLLM add up every chunk's usage.
+    streamed = chat.stream(HELLO)
+    carriers = [chunk for chunk in streamed.chunks if chunk.usage is not None]
+    assert len(carriers) <= 1, f"usage is on {len(carriers)} chunks; at most one may carry it"
+    if carriers:
+        last = streamed.chunks[-1]
+        assert carriers[0] is last, "usage is not on the last chunk"
+        assert [c.finish_reason for c in last.choices] and all(
+            c.finish_reason for c in last.choices
+        ), f"without include_usage, usage belongs on the finish chunk, got {last.choices!r}"
 
 
 def test_non_streaming_usage_totals_add_up(chat: Chat, target: Target) -> None:

@@ -180,19 +180,73 @@ async def test_finalize_once_when_before_hook_rejects_and_agent_never_runs() -> 
     assert rec.finals[0][1].status_code == 401
 
 
-async def test_before_hook_bug_fails_closed_with_500(caplog: pytest.LogCaptureFixture) -> None:
-    app, rec, _ = make_app()
+def _hook_app(hook_errors: str | None = None) -> tuple[ServerBase, Recorder, list[str]]:
+    """A server whose first before hook crashes with KeyError; a second hook records."""
+    app = ServerBase() if hook_errors is None else ServerBase(hook_errors=hook_errors)
+    later: list[str] = []
 
     @app.agent.before_request
     def broken(request: Any) -> None:
         raise KeyError("oops")
 
+    @app.agent.before_request
+    async def after(request: Any) -> None:
+        later.append("after")
+
+    rec = Recorder(app)
+
+    @app.agent("ok")
+    async def ok(messages: list[dict[str, Any]], stream: bool = False) -> AsyncIterator[str]:
+        rec.events.append(("agent", get_context()))
+        yield "fi"
+        yield "ne"
+
+    return app, rec, later
+
+
+def _hook_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "robutler" and r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("body", [BODY, STREAM_BODY], ids=["json", "stream"])
+async def test_a_crashing_before_hook_is_logged_and_the_request_goes_on(
+    caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    app, rec, later = _hook_app()
     with caplog.at_level(logging.ERROR, logger="robutler"):
-        call = await ASGICall(app, "/ok/chat/completions", BODY).run()
-    assert call.status == 500
-    assert "agent" not in [e for e, _ in rec.events]
+        call = await ASGICall(app, "/ok/chat/completions", body).run()
+    assert call.status == 200 and "fi" in call.text and "ne" in call.text
+    assert later == ["after"], "the hooks after the crashing one did not run"
+    assert [e for e, _ in rec.events].count("agent") == 1
     assert [e for e, _ in rec.events].count("finalize") == 1
-    assert any("KeyError" in (r.exc_text or "") for r in caplog.records)
+    failures = _hook_failures(caplog)
+    assert len(failures) == 1, [r.getMessage() for r in failures]
+    message = failures[0].getMessage()
+    assert "before_request hook" in message and "broken" in message
+    assert "agent" not in message
+    assert "KeyError" in (failures[0].exc_text or "")
+
+
+@pytest.mark.parametrize("body", [BODY, STREAM_BODY], ids=["json", "stream"])
+async def test_hook_errors_reject_fails_closed_with_500_hook_error(
+    caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    app, rec, later = _hook_app("reject")
+    with caplog.at_level(logging.ERROR, logger="robutler"):
+        call = await ASGICall(app, "/ok/chat/completions", body).run()
+    assert call.status == 500
+    error = json.loads(call.text)["error"]
+    assert error["code"] == "hook_error" and "before_request hook" in error["message"]
+    assert later == [] and "agent" not in [e for e, _ in rec.events]
+    assert [e for e, _ in rec.events].count("finalize") == 1
+    assert rec.finals[0][1].status_code == 500
+    failures = _hook_failures(caplog)
+    assert len(failures) == 1 and "broken" in failures[0].getMessage()
+
+
+def test_hook_errors_takes_log_or_reject() -> None:
+    with pytest.raises(ValueError, match=r"hook_errors must be 'log'.*or 'reject'"):
+        ServerBase(hook_errors="ignore")
 
 
 async def test_disconnect_mid_stream_cancels_agent_and_finalizes_once() -> None:

@@ -178,12 +178,18 @@ def test_streaming_result(result_client: Any, case: str, include_usage: bool) ->
     finishes = [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]]
     assert finishes == ["stop"]
     assert stream_content(chunks) == content
+    # The agent's usage is reported exactly once: on OpenAI's separate usage chunk when the
+    # client asked for include_usage, otherwise on the last (finish) chunk.
     usage_chunks = [c for c in chunks if c.get("usage")]
-    if include_usage and has_usage:
+    if not has_usage:
+        assert usage_chunks == []
+    elif include_usage:
         assert usage_chunks == [chunks[-1]]
         assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == USAGE
     else:
-        assert usage_chunks == []
+        assert usage_chunks == [chunks[-1]]
+        assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+        assert chunks[-1]["usage"] == USAGE
 
 
 def test_str_stream_has_no_artificial_chunking(result_client: Any) -> None:

@@ -22,11 +22,14 @@ from .. import __version__
 from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent
 from .auth import ApiKeys
 from .config import load_env
+from .context import RequestState, get_context
 from .endpoint import DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
-from .lifecycle import Hooks
+from .lifecycle import Hooks, StreamingWrapper
 from .protocol import RequestError, encode
 
-__all__ = ["AgentDecorator", "ServerBase"]
+# `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
+# robutler documentation imports them from `robutler.server.base`.
+__all__ = ["AgentDecorator", "RequestState", "ServerBase", "StreamingWrapper", "get_context"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,6 +104,9 @@ class ServerBase(FastAPI):
     - `max_body_size` (bytes, 413 beyond), `max_messages` and `max_depth` (422 beyond).
     - `cors_origins`: origins allowed by CORS (off by default).
     - `env_file`: the `.env` to load first (default `./.env`), never overriding the environment.
+    - `hook_errors`: what a `before_request` hook that raises something other than
+      `HTTPException` does: `"log"` (default) logs it with its traceback and serves the
+      request; `"reject"` answers 500 with code `hook_error` (fail closed).
     """
 
     def __init__(
@@ -112,6 +118,7 @@ class ServerBase(FastAPI):
         max_depth: int = 64,
         cors_origins: Iterable[str] | None = None,
         env_file: str | None = None,
+        hook_errors: str = "log",
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -124,7 +131,7 @@ class ServerBase(FastAPI):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
         self.api_keys = ApiKeys.configure(api_keys)
-        self.hooks = Hooks()
+        self.hooks = Hooks(hook_errors)
         self.agent = AgentDecorator(self)
         self.chat_handler = ChatHandler(
             self.hooks,

@@ -304,8 +304,10 @@ class ChatHandler:
     def _failure(self, exc: BaseException, state: RequestState) -> _Failure:
         """What the client is told about `exc`; a 5xx is logged once, with its traceback."""
         rid = state.request_id
+        logged = False
         if isinstance(exc, RequestError):
             failure = _Failure(exc.status, exc.message, exc.param, exc.code, exc.headers)
+            logged = exc.logged
         elif isinstance(exc, HTTPException):
             failure = _from_http_exception(exc)
         elif isinstance(exc, UnsupportedResult):
@@ -313,7 +315,7 @@ class ChatHandler:
         else:
             detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
             failure = _Failure(500, f"{detail} (request id {rid})", code="agent_error")
-        if failure.status >= 500:
+        if failure.status >= 500 and not logged:
             logger.error(
                 "agent %r: %s (request %s)", state.agent_name, failure.message, rid, exc_info=exc
             )

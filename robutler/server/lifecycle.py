@@ -2,8 +2,13 @@
 
 Hooks are plain functions or coroutines. A before hook gets `(request)`, a finalize hook
 `(request, response)`; either also gets `context=` when it names that parameter. Sync
-hooks run in the threadpool, like FastAPI's sync endpoints. Finalize hooks all run, each
-one's exception logged, and they finish even when the request's task is cancelled.
+hooks run in the threadpool, like FastAPI's sync endpoints.
+
+A hook's bug never breaks a request: its exception is logged once, naming the hook, and
+the other hooks and the agent still run. A before hook rejects a request only by raising
+`HTTPException` (401, 402, 429, ...); servers that want a crashing before hook to fail
+closed say `hook_errors="reject"` and get a 500 with code `hook_error`. Finalize hooks
+all run, and they finish even when the request's task is cancelled.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from .context import RequestState
 from .eager import finish
+from .protocol import RequestError
 
-__all__ = ["Hook", "Hooks", "StreamingWrapper"]
+__all__ = ["HOOK_ERRORS", "Hook", "Hooks", "StreamingWrapper"]
 
 logger = logging.getLogger("robutler")
+
+HOOK_ERRORS = ("log", "reject")
 
 
 class StreamingWrapper:
@@ -75,10 +84,11 @@ class StreamingWrapper:
 class Hook:
     """A registered callback, with how to call it worked out once."""
 
-    __slots__ = ("fn", "is_async", "npos", "wants_context")
+    __slots__ = ("fn", "is_async", "label", "npos", "wants_context")
 
-    def __init__(self, fn: Callable[..., Any], max_positional: int) -> None:
+    def __init__(self, fn: Callable[..., Any], max_positional: int, kind: str) -> None:
         self.fn = fn
+        self.label = f"{kind} hook {getattr(fn, '__qualname__', None) or fn!r}"
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004
         )
@@ -102,35 +112,56 @@ class Hook:
 
 
 class Hooks:
-    """The before_request and finalize_request callbacks of one server."""
+    """The before_request and finalize_request callbacks of one server.
 
-    def __init__(self) -> None:
+    `hook_errors` says what a before hook's exception other than `HTTPException` does:
+    "log" (the default) logs it and goes on with the request; "reject" answers 500
+    `hook_error`.
+    """
+
+    def __init__(self, hook_errors: str = "log") -> None:
+        if hook_errors not in HOOK_ERRORS:
+            raise ValueError(
+                f"hook_errors must be 'log' (a crashing hook is logged and the request goes "
+                f"on) or 'reject' (it answers 500 hook_error), got {hook_errors!r}"
+            )
+        self.reject_on_error = hook_errors == "reject"
         self.before: list[Hook] = []
         self.finalize: list[Hook] = []
 
     def add_before(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        self.before.append(Hook(_check_callable(fn, "before_request"), 1))
+        self.before.append(Hook(_check_callable(fn, "before_request"), 1, "before_request"))
         return fn
 
     def add_finalize(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        self.finalize.append(Hook(_check_callable(fn, "finalize_request"), 2))
+        self.finalize.append(Hook(_check_callable(fn, "finalize_request"), 2, "finalize_request"))
         return fn
 
     async def run_before(self, state: RequestState) -> None:
-        """Run before hooks in order; the first exception stops the request."""
+        """Run before hooks in order. `HTTPException` rejects the request; other
+        exceptions are logged and skipped, or (with `hook_errors="reject"`) reject it with
+        a 500 `hook_error`."""
         for hook in self.before:
-            await hook(state, state.request)
+            try:
+                await hook(state, state.request)
+            except (HTTPException, RequestError):
+                raise
+            except Exception as exc:
+                _log_hook_failure(hook, state)
+                if self.reject_on_error:
+                    raise RequestError(
+                        500,
+                        f"A before_request hook failed (request id {state.request_id}).",
+                        code="hook_error",
+                        logged=True,
+                    ) from exc
 
     async def _run_finalize(self, state: RequestState, response: Any) -> None:
         for hook in self.finalize:
             try:
                 await hook(state, state.request, response)
             except Exception:
-                logger.exception(
-                    "finalize_request hook %s failed (request %s)",
-                    getattr(hook.fn, "__qualname__", hook.fn),
-                    state.request_id,
-                )
+                _log_hook_failure(hook, state)
 
     async def run_finalize(self, state: RequestState, response: Any) -> None:
         """Run every finalize hook once, shielded from the caller's cancellation.
@@ -154,6 +185,11 @@ class Hooks:
                 cancelled = True
         if cancelled:
             raise asyncio.CancelledError
+
+
+def _log_hook_failure(hook: Hook, state: RequestState) -> None:
+    """Log the exception being handled once, with its traceback, as the hook's failure."""
+    logger.exception("%s failed (request %s)", hook.label, state.request_id)
 
 
 def _check_callable(fn: Any, what: str) -> Callable[..., Any]:

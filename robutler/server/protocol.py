@@ -110,6 +110,7 @@ class RequestError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        logged: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -117,6 +118,7 @@ class RequestError(Exception):
         self.param = param
         self.code = code
         self.headers = headers
+        self.logged = logged  # the cause was logged already, where it happened
 
 
 _ERROR_TYPES = {

@@ -239,12 +239,16 @@ class ChunkEncoder:
     """Encodes stream items as SSE frames sharing one id, `created` and `model`.
 
     It adds the assistant role to each choice's first chunk, drops a second finish for a
-    choice, moves usage to a final usage chunk (only when `include_usage`), and closes
-    every open choice in `finish()`.
+    choice, and closes every open choice in `finish()`. Frames that finish a choice are
+    held until `finish()`, so that the agent's usage is reported exactly once wherever it
+    arrived: on OpenAI's separate `choices: []` usage chunk when the client asked for
+    `include_usage`, otherwise on the last finish chunk. Nothing may follow a finish, so
+    holding it back delays no content.
     """
 
     __slots__ = (
         "_head",
+        "_held",
         "_text_prefix",
         "cid",
         "created",
@@ -274,6 +278,7 @@ class ChunkEncoder:
             "model": model,
         }
         self._text_prefix = b""
+        self._held: list[tuple[list[Any], dict[str, Any]]] = []
 
     def set_model(self, model: str) -> None:
         """Use the agent's model for every chunk (call before the first frame)."""
@@ -311,6 +316,7 @@ class ChunkEncoder:
         if usage:
             self.usage = usage
         choices = []
+        finishing = []
         for choice in chunk.get("choices") or ():
             choice = dict(choice)
             index = choice.setdefault("index", 0)
@@ -332,9 +338,12 @@ class ChunkEncoder:
             choice.setdefault("logprobs", None)
             if choice.get("finish_reason"):
                 self.finished.add(index)
+                finishing.append(choice)
             else:
                 choice["finish_reason"] = None
-            choices.append(choice)
+                choices.append(choice)
+        if finishing:
+            self._held.append((finishing, extra))
         if not choices:
             return None
         return self._frame(choices, extra)
@@ -360,7 +369,7 @@ class ChunkEncoder:
         raise UnsupportedResult(item, "streamed")
 
     def finish(self) -> bytes:
-        """Finish chunks for open choices, the usage chunk if asked for, and [DONE]."""
+        """The finish chunks (held and still open), the agent's usage once, and [DONE]."""
         out = b""
         if not self.roles:
             self.roles.add(0)
@@ -368,12 +377,17 @@ class ChunkEncoder:
             out += self._frame(
                 [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]
             )
+        frames = self._held
         for index in sorted(self.roles - self.finished):
             reason = "tool_calls" if index in self.tool_indexes else "stop"
-            out += self._frame(
-                [{"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}]
-            )
+            choice = {"index": index, "delta": {}, "logprobs": None, "finish_reason": reason}
+            frames.append(([choice], {}))
             self.finished.add(index)
+        if self.usage and not self.include_usage:
+            choices, extra = frames[-1]
+            frames[-1] = (choices, {**extra, "usage": self.usage})
+        for choices, extra in frames:
+            out += self._frame(choices, extra)
         if self.include_usage and self.usage:
             out += self._frame([], {"usage": self.usage})
         return out + DONE

@@ -336,7 +336,7 @@ def _check_locked(
     trace: Trace, client: ClientView | None, finished: bool, validate: bool
 ) -> list[str]:
     s = trace.scenario
-    e = expect(s)
+    e = expect(s, getattr(getattr(trace.probe.server, "hooks", None), "reject_on_error", False))
     out: list[str] = []
     n = len(trace.finalize)
     if n > 1 or len(trace.finalize_end) > 1:

@@ -389,13 +389,18 @@ class Expectation:
     agent_fails: bool = False
 
 
-def expect(s: Scenario) -> Expectation:
-    """The expected outcome of `s` for a client that reads everything."""
+def expect(s: Scenario, reject_hook_errors: bool = False) -> Expectation:
+    """The expected outcome of `s` for a client that reads everything.
+
+    A before hook that raises (not `HTTPException`) is logged and skipped, unless the
+    server was built with `hook_errors="reject"` (`reject_hook_errors`): then it is a 500.
+    """
     before_runs: list[int] = []
     failing: HookPlan | None = None
     for hook in s.before:
         before_runs.append(0 if failing else 1)
-        if failing is None and hook.action != "ok":
+        stops = hook.action == "reject" or (hook.action == "raise" and reject_hook_errors)
+        if failing is None and stops:
             failing = hook
     runs = tuple(before_runs)
     if failing is not None:
@@ -420,7 +425,7 @@ def expect(s: Scenario) -> Expectation:
                 content or "",
                 finish,
                 tools,
-                usage if s.include_usage else None,
+                usage,  # on the usage chunk with include_usage, else on the finish chunk
                 final_status="completed",
                 **base,
             )

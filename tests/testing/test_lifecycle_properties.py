@@ -53,6 +53,10 @@ def test_lifecycle_holds_under_uvicorn() -> None:
     check_lifecycle(make_app, live=True)
 
 
+def test_lifecycle_holds_when_crashing_hooks_fail_closed() -> None:
+    check_lifecycle(lambda: ServerBase(hook_errors="reject"), max_examples=60)
+
+
 # concurrent requests started, advanced, read and abandoned in any order, live
 TestLifecycleMachine = LifecycleMachine.for_app(make_app)
 
@@ -339,10 +343,10 @@ def test_scenarios_read_as_plain_words() -> None:
         (Scenario(AgentPlan("unsupported", (), "int"), stream=True), 500, False, None, ()),
         (
             Scenario(before=(HookPlan(), HookPlan(action="raise"), HookPlan())),
-            500,
+            200,
             False,
             None,
-            (1, 1, 0),
+            (1, 1, 1),
         ),
         (Scenario(before=(HookPlan(action="reject", status=429),)), 429, False, None, (1,)),
         (Scenario(route="unknown"), 404, False, None, ()),
@@ -359,6 +363,12 @@ def test_what_a_scenario_should_produce(
         final,
         before_runs,
     )
+
+
+def test_a_crashing_before_hook_stops_the_request_only_when_the_server_rejects() -> None:
+    scenario = Scenario(before=(HookPlan(), HookPlan(action="raise"), HookPlan()))
+    e = expect(scenario, reject_hook_errors=True)
+    assert (e.status, e.before_runs, e.agent_runs) == (500, (1, 1, 0), False)
 
 
 def test_profiles_ci_by_default_deep_by_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -493,7 +493,14 @@ def test_server_stream(
     response = post(mock_client, name, stream=True, stream_options={"include_usage": include_usage})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    report = validate_stream(response.content, expect_usage=include_usage and name != "quiet")
+    # MockAgent's usage reaches the client with or without include_usage (on the usage
+    # chunk, or on the finish chunk), exactly once.
+    report = validate_stream(response.content, expect_usage=name != "quiet")
+    carriers = [c for c in report.chunks if c.get("usage")]
+    assert len(carriers) == (0 if name == "quiet" else 1)
+    if carriers:
+        assert carriers[0] is report.chunks[-1]
+        assert (carriers[0]["choices"] == []) is include_usage
     assert report.model == "mock-model"
     if name == "tools":
         assert report.finish_reason == "tool_calls"
