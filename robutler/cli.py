@@ -99,6 +99,24 @@ def host_warning(app: Any, host: str) -> str | None:
     )
 
 
+def limit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn options for the connection limits (see robutler.serving)."""
+    os.environ["ROBUTLER_MAX_HEADER_SIZE"] = str(args.max_header_size)
+    os.environ["ROBUTLER_HEADER_TIMEOUT"] = str(args.header_timeout)
+    options: dict[str, Any] = {
+        "limit_concurrency": args.limit_concurrency or None,
+        "timeout_keep_alive": args.timeout_keep_alive,
+    }
+    try:
+        from .serving import GuardedHttp
+    except ImportError:  # no httptools: h11 has a header size limit of its own
+        options["http"] = "h11"
+        options["h11_max_incomplete_event_size"] = args.max_header_size
+    else:
+        options["http"] = GuardedHttp
+    return options
+
+
 def serve(args: argparse.Namespace) -> int:
     if args.env_file:
         from robutler.server.config import load_env
@@ -119,7 +137,12 @@ def serve(args: argparse.Namespace) -> int:
     print(_banner(app, args.host, args.port), flush=True)
     import uvicorn
 
-    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        **limit_options(args),
+    }
     if args.workers > 1 or args.reload:
         _, _, directory = _import_target(spec)
         uvicorn.run(
@@ -156,6 +179,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--env-file", help="load this .env file first (never overrides the environment)"
+    )
+    limits = srv.add_argument_group("connection limits")
+    limits.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=1000,
+        help="connections and requests served at once; more get 503 (default: 1000; 0: no limit)",
+    )
+    limits.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=5,
+        help="seconds an idle kept-alive connection stays open (default: 5)",
+    )
+    limits.add_argument(
+        "--max-header-size",
+        type=int,
+        default=64 * 1024,
+        help="bytes of request line and headers; more get 431 (default: 65536)",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send its request headers (default: 10)",
     )
     srv.add_argument(
         "--log-level",

@@ -12,17 +12,32 @@ from starlette.concurrency import run_in_threadpool
 from .context import RequestState
 from .protocol import RequestError
 
-__all__ = ["AgentSpec", "check_name", "find_agent"]
+__all__ = ["MAX_NAME_LENGTH", "AgentSpec", "check_name", "find_agent", "is_agent_name"]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
+MAX_NAME_LENGTH = 128
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
 RESERVED_NAMES = frozenset({"health", "docs", "redoc", "openapi.json", "favicon.ico", "static"})
+
+
+def is_agent_name(name: str) -> bool:
+    """Whether `name` can be an agent's route segment: URL-safe and at most 128 characters.
+
+    Dynamic names are checked with this before any resolver or hook sees them, so `..`,
+    control characters or a 60,000-character name never reach user code or the logs.
+    """
+    return len(name) <= MAX_NAME_LENGTH and _NAME_RE.fullmatch(name) is not None
 
 
 def check_name(name: Any, reserved: set[str] | frozenset[str] = RESERVED_NAMES) -> str:
     """Return `name` if it can be an agent's route segment; else raise a helpful error."""
     if not isinstance(name, str):
         raise TypeError(f"agent name must be a str, got {type(name).__name__}")
-    if not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"agent name {name[:40]!r}... is {len(name)} characters long; agent names have "
+            f"at most {MAX_NAME_LENGTH}"
+        )
+    if not _NAME_RE.fullmatch(name):
         bad = sorted({c for c in name if not re.match(r"[A-Za-z0-9._~-]", c)})
         slug = re.sub(r"[^A-Za-z0-9._~-]+", "-", name).strip("-._~").lower() or "agent"
         what = f"characters {bad!r}" if bad else "a leading '.', '_', '~' or '-'"

@@ -14,16 +14,17 @@ from typing import Any, TypeVar, overload
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
-from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent
+from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent, is_agent_name
 from .auth import ApiKeys
 from .config import load_env
 from .context import RequestState, get_context
-from .endpoint import DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
+from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
 from .lifecycle import Hooks, StreamingWrapper
 from .protocol import RequestError, encode
 
@@ -102,6 +103,12 @@ class ServerBase(FastAPI):
     - `api_keys`: keys for `Authorization: Bearer KEY` on every agent route (a list, or a
       mapping of name to key); default from `ROBUTLER_API_KEYS`; none means open.
     - `max_body_size` (bytes, 413 beyond), `max_messages` and `max_depth` (422 beyond).
+    - `max_answer_size`: characters of content an answer may have when the client did not
+      ask for a stream (it is assembled in memory); beyond, the agent is stopped and the
+      client gets a 500 with code `answer_too_large`.
+    - `public_docs`: whether `/docs`, `/redoc` and `/openapi.json` are open. Default: open
+      without API keys, behind the key when keys are configured (`/health` then tells a
+      caller without a key only that the server is alive).
     - `cors_origins`: origins allowed by CORS (off by default).
     - `env_file`: the `.env` to load first (default `./.env`), never overriding the environment.
     - `hook_errors`: what a `before_request` hook that raises something other than
@@ -116,7 +123,9 @@ class ServerBase(FastAPI):
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_messages: int = 10_000,
         max_depth: int = 64,
+        max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         cors_origins: Iterable[str] | None = None,
+        public_docs: bool | None = None,
         env_file: str | None = None,
         hook_errors: str = "log",
         **fastapi_kwargs: Any,
@@ -127,6 +136,7 @@ class ServerBase(FastAPI):
             ("max_body_size", max_body_size),
             ("max_messages", max_messages),
             ("max_depth", max_depth),
+            ("max_answer_size", max_answer_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
@@ -138,6 +148,7 @@ class ServerBase(FastAPI):
             max_body_size=max_body_size,
             max_messages=max_messages,
             max_depth=max_depth,
+            max_answer_size=max_answer_size,
             auth=self.api_keys,
             debug=self.debug,
         )
@@ -155,6 +166,8 @@ class ServerBase(FastAPI):
         self.reserved_names: set[str] = set(RESERVED_NAMES)
         self.router.default = self._unmatched
         self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
+        if self.api_keys is not None and not public_docs:
+            self._guard_docs(self.api_keys)
 
     # registration ---------------------------------------------------------------------
 
@@ -213,7 +226,24 @@ class ServerBase(FastAPI):
             )
         return self.openapi_schema
 
-    async def _health(self) -> dict[str, Any]:
+    def _guard_docs(self, keys: ApiKeys) -> None:
+        """Put FastAPI's documentation routes behind the API key."""
+        paths = {
+            self.openapi_url,
+            self.docs_url,
+            self.redoc_url,
+            self.swagger_ui_oauth2_redirect_url,
+        }
+        for route in self.router.routes:
+            if isinstance(route, Route) and route.path in paths:
+                route.app = _KeyGuard(route.app, keys)
+
+    async def _health(self, request: Request) -> dict[str, Any]:
+        if self.api_keys is not None:
+            try:
+                self.api_keys.check(request.scope)
+            except RequestError:
+                return {"status": "ok"}  # liveness only, for callers without a key
         return {
             "status": "ok",
             "version": __version__,
@@ -231,7 +261,9 @@ class ServerBase(FastAPI):
                 kind = MODELS
             elif len(parts) == 3 and parts[1:] == ["chat", "completions"]:
                 kind = CHAT
-            if kind is not None and parts[0] not in self.reserved_names:
+            # A name that could not be an agent's is an unknown path: no resolver, hook or
+            # log line ever sees it.
+            if kind is not None and parts[0] not in self.reserved_names and is_agent_name(parts[0]):
                 await self.serve_agent(kind, parts[0], self.dynamic_agents, scope, receive, send)
                 return
         await self.router.not_found(scope, receive, send)
@@ -298,6 +330,26 @@ class ServerBase(FastAPI):
 
 
 _STARTED = int(time.time())
+
+
+class _KeyGuard:
+    """An ASGI app that answers 401 unless the request carries one of the server's keys."""
+
+    __slots__ = ("app", "keys")
+
+    def __init__(self, app: Any, keys: ApiKeys) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self.keys.check(scope)
+        except RequestError as exc:
+            await error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
 
 
 class _AgentRoute:

@@ -29,6 +29,7 @@ from .results import (
     MESSAGE,
     RESPONSE,
     TEXT,
+    AnswerTooLarge,
     ChunkEncoder,
     UnsupportedResult,
     assemble,
@@ -56,6 +57,12 @@ _SSE_HEADERS = [
 _JSON_TYPE = (b"content-type", b"application/json")
 DISCONNECTED = 499  # nginx's "client closed request": no answer was sent
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+DEFAULT_MAX_ANSWER_SIZE = 32 * 1024 * 1024
+# A stream yields to the event loop every this many items. An agent that never awaits,
+# sent through a server whose `send` never waits (uvicorn's doesn't while the socket
+# buffer has room), would otherwise hold the loop for its whole answer: no other request
+# is served and the disconnect watcher cannot tell that the client left.
+YIELD_EVERY = 16
 
 
 class AgentRequest(Request):
@@ -219,11 +226,13 @@ class ChatHandler:
         max_body_size: int,
         max_messages: int = 10_000,
         max_depth: int = 64,
+        max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         auth: ApiKeys | None = None,
         debug: bool = False,
     ) -> None:
         self.hooks = hooks
         self.max_body_size = max_body_size
+        self.max_answer_size = max_answer_size
         self.max_messages = max_messages
         self.max_depth = max_depth
         self.auth = auth
@@ -312,6 +321,16 @@ class ChatHandler:
             failure = _from_http_exception(exc)
         elif isinstance(exc, UnsupportedResult):
             failure = _Failure(500, str(exc), code="unsupported_result")
+        elif isinstance(exc, AnswerTooLarge):
+            failure = _Failure(500, str(exc), code="answer_too_large")
+        elif isinstance(exc, ResponseError):
+            failure = _Failure(
+                500,
+                f"The agent's response could not be sent (request id {rid}).",
+                code="response_error",
+            )
+            logger.error("agent %r: %s (request %s)", state.agent_name, exc, rid)
+            logged = True
         else:
             detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
             failure = _Failure(500, f"{detail} (request id {rid})", code="agent_error")
@@ -394,7 +413,9 @@ class ChatHandler:
             else:
                 items = iter_items(kind, value)
                 try:
-                    completion = await assemble(items, cid, created, model)
+                    completion = await assemble(
+                        items, cid, created, model, self.max_answer_size, YIELD_EVERY
+                    )
                 finally:
                     await _close(items)
             state.token_usage = completion.get("usage")
@@ -467,12 +488,17 @@ class ChatHandler:
                 wrapper.bytes_sent += len(first)
                 await send({"type": "http.response.body", "body": first, "more_body": True})
             try:
+                countdown = YIELD_EVERY
                 async for item in items:
                     frame = encoder.item(item)
                     if frame:
                         wrapper.chunks_sent += 1
                         wrapper.bytes_sent += len(frame)
                         await send({"type": "http.response.body", "body": frame, "more_body": True})
+                    countdown -= 1
+                    if not countdown:
+                        countdown = YIELD_EVERY
+                        await asyncio.sleep(0)  # a disconnect cancels this task here
                 tail = encoder.finish()
                 state.token_usage = encoder.usage
                 wrapper.bytes_sent += len(tail)
@@ -492,10 +518,24 @@ class ChatHandler:
     async def _pass_through(
         self, response: Response, scope: Scope, receive: Receive, send: Send, outcome: _Outcome
     ) -> None:
+        bad = _bad_header(response)
+        if bad is not None:
+            # A server refuses such a header only after it has begun the response, and
+            # then the client gets nothing: answer a proper error instead.
+            raise ResponseError(f"its Response has a header {bad!r} with CR, LF or NUL in it")
         if not isinstance(response, StreamingResponse):
             outcome.response = response
             outcome.started = True
-            await response(scope, receive, send)
+            try:
+                await response(scope, receive, send)
+            except Exception as exc:
+                # The client did not get the answer: finalize must not see a success.
+                state = _current.get()
+                assert state is not None
+                state.error = exc
+                outcome.response = self._failure(ResponseError(str(exc)), state).response(
+                    state.request_id
+                )
             return
         wrapper = StreamingWrapper(response, response.status_code)
         wrapper.headers = dict(response.headers)
@@ -521,6 +561,18 @@ class ChatHandler:
 
 
 _SENT = Response(status_code=200)
+
+
+class ResponseError(RuntimeError):
+    """The agent's own Response cannot be sent as it is."""
+
+
+def _bad_header(response: Response) -> str | None:
+    """The name of a header whose name or value holds CR, LF or NUL, if any."""
+    for name, value in response.raw_headers:
+        if b"\r" in value or b"\n" in value or b"\0" in value or b"\r" in name or b"\n" in name:
+            return name.decode("latin-1")
+    return None
 
 
 def _completed(response: Any) -> bool:

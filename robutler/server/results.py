@@ -8,7 +8,9 @@ fills in a completion or message dict. See DESIGN.md §Agents for the table.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import math
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -19,6 +21,7 @@ from starlette.responses import Response
 from .protocol import encode
 
 __all__ = [
+    "AnswerTooLarge",
     "ChunkEncoder",
     "UnsupportedResult",
     "assemble",
@@ -426,16 +429,48 @@ class _Choice:
         self.extra: dict[str, Any] = {}
 
 
-async def assemble(items: AsyncIterator[Any], cid: str, created: int, model: str) -> dict[str, Any]:
-    """Fold a stream of str deltas and chunk dicts into one chat.completion."""
+class AnswerTooLarge(RuntimeError):
+    """An answer assembled for a non-streaming request grew past `max_answer_size`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The agent's answer is longer than the server's limit of {limit} characters for "
+            "a non-streaming request; ask with stream=true, or raise max_answer_size."
+        )
+
+
+async def assemble(
+    items: AsyncIterator[Any],
+    cid: str,
+    created: int,
+    model: str,
+    limit: int | None = None,
+    yield_every: int = 0,
+) -> dict[str, Any]:
+    """Fold a stream of str deltas and chunk dicts into one chat.completion.
+
+    More than `limit` characters of content and tool arguments raise `AnswerTooLarge`
+    (the caller closes the agent's stream). Every `yield_every` items the event loop gets
+    a turn, so that an agent that never awaits cannot hold it.
+    """
     choices: dict[int, _Choice] = {}
     usage = None
     agent_model = None
+    budget: float = limit if limit is not None else math.inf
+    countdown = yield_every
     async for item in items:
+        if countdown:
+            countdown -= 1
+            if not countdown:
+                countdown = yield_every
+                await asyncio.sleep(0)
         if isinstance(item, str):
             choice = choices.get(0) or choices.setdefault(0, _Choice())
             choice.content.append(item)
             choice.has_content = True
+            budget -= len(item)
+            if budget < 0:
+                raise AnswerTooLarge(limit or 0)
             continue
         if not isinstance(item, Mapping):
             raise UnsupportedResult(item, "streamed")
@@ -452,6 +487,7 @@ async def assemble(items: AsyncIterator[Any], cid: str, created: int, model: str
                     if val is not None:
                         choice.content.append(val)
                         choice.has_content = True
+                        budget -= len(val)
                 elif key == "tool_calls":
                     for call in val or ():
                         slot = choice.tools.setdefault(
@@ -471,10 +507,13 @@ async def assemble(items: AsyncIterator[Any], cid: str, created: int, model: str
                             slot["function"]["name"] += fn["name"]
                         if fn.get("arguments"):
                             slot["function"]["arguments"] += fn["arguments"]
+                            budget -= len(fn["arguments"])
                 elif key != "role" and val is not None:
                     choice.extra[key] = val
             if raw.get("finish_reason"):
                 choice.finish_reason = raw["finish_reason"]
+        if budget < 0:
+            raise AnswerTooLarge(limit or 0)
     if not choices:
         choices[0] = _Choice()
     out_choices = []
