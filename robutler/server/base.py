@@ -19,7 +19,7 @@ from starlette.routing import Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
-from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent
+from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent, looks_like_handler
 from .auth import ApiKeys
 from .config import load_env
 from .endpoint import DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
@@ -39,6 +39,7 @@ class AgentDecorator:
 
     `@app.agent("name")` serves a function as a static agent; `@app.agent(resolver)` serves
     it for every name `resolver(name)` accepts (returning data, or False for no such agent).
+    `@app.agent` without parentheses on a handler serves it under its function name.
     `@app.agent.before_request` and `@app.agent.finalize_request` add hooks.
     """
 
@@ -55,9 +56,12 @@ class AgentDecorator:
         self, name_or_resolver: Callable[[str], Any], *, description: str | None = ...
     ) -> Callable[[F], F]: ...
 
+    @overload
+    def __call__(self, name_or_resolver: F, *, description: str | None = ...) -> F: ...
+
     def __call__(
-        self, name_or_resolver: str | Callable[[str], Any], *, description: str | None = None
-    ) -> Callable[[F], F]:
+        self, name_or_resolver: str | Callable[..., Any], *, description: str | None = None
+    ) -> Any:
         if isinstance(name_or_resolver, str):
             name = check_name(name_or_resolver, self._server.reserved_names)
 
@@ -66,6 +70,11 @@ class AgentDecorator:
                 return fn
 
             return register_static
+        if callable(name_or_resolver) and looks_like_handler(name_or_resolver):
+            # `@app.agent` without parentheses: the function is the handler, not a resolver.
+            fn = name_or_resolver
+            self._server.add_agent(_handler_name(fn), fn, description=description)
+            return fn
         if callable(name_or_resolver):
             resolver = name_or_resolver
 
@@ -88,6 +97,16 @@ class AgentDecorator:
         """Run `fn(request, response)` exactly once after each chat-completion request ends."""
         self._server.hooks.add_finalize(fn)
         return fn
+
+
+def _handler_name(fn: Any) -> str:
+    name = getattr(fn, "__name__", "")
+    if not isinstance(name, str) or not name.strip("_") or name == "<lambda>":
+        raise TypeError(
+            f"@app.agent without a name needs a named function, got {fn!r}; "
+            'write @app.agent("name") instead'
+        )
+    return name.strip("_")
 
 
 class ServerBase(FastAPI):
