@@ -80,6 +80,8 @@ TOOL_MESSAGE = {
     ],
 }
 
+PARTS = [{"type": "text", "text": "Hello"}, {"type": "text", "text": " world"}]
+
 # name -> (factory of the agent's return value, expected content, expected model, has usage)
 CASES: dict[str, tuple[Any, str, str, bool]] = {
     "str": (lambda: "Hello world", "Hello world", "req-model", False),
@@ -112,6 +114,34 @@ CASES: dict[str, tuple[Any, str, str, bool]] = {
         "Hello world",
         "agent-model",
         True,
+    ),
+    "message_parts": (
+        lambda: {"role": "assistant", "content": list(PARTS)},
+        "Hello world",
+        "req-model",
+        False,
+    ),
+    "completion_parts": (
+        lambda: {
+            **COMPLETION,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": list(PARTS)}},
+            ],
+        },
+        "Hello world",
+        "agent-model",
+        True,
+    ),
+    "chunk_parts": (
+        lambda: iter(
+            [
+                {"choices": [{"index": 0, "delta": {"content": [PARTS[0]]}}]},
+                {"choices": [{"index": 0, "delta": {"content": [PARTS[1]]}}]},
+            ]
+        ),
+        "Hello world",
+        "req-model",
+        False,
     ),
 }
 
@@ -302,6 +332,47 @@ def test_unsupported_result_is_500_naming_the_type(
     error = response.json()["error"]
     assert f"'{type_name}'" in error["message"]
     assert error["type"] == "server_error"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_content_parts_are_joined_into_text_the_official_client_accepts(
+    app: ServerBase, stream: bool
+) -> None:
+    from openai.types.chat import ChatCompletion
+
+    from robutler_testing import validate_completion, validate_stream
+
+    @app.agent("parts")
+    async def parts(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        return {"role": "assistant", "content": [*PARTS, {"type": "output_text", "text": "!"}]}
+
+    with TestClient(app) as client:
+        response = post(client, "parts", stream=stream)
+    assert response.status_code == 200, response.text
+    if stream:
+        assert validate_stream(response.text).content == "Hello world!"
+    else:
+        body = validate_completion(response.json())
+        assert body["choices"][0]["message"]["content"] == "Hello world!"
+        ChatCompletion.model_validate(body, strict=True)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_content_part_that_is_not_text_is_500_naming_its_type(
+    app: ServerBase, stream: bool
+) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+
+    @app.agent("image")
+    async def image_agent(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        return {"role": "assistant", "content": [PARTS[0], image]}
+
+    with TestClient(app) as client:
+        response = post(client, "image", stream=stream)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_result"
+    assert "content part of type 'image_url'" in error["message"]
 
 
 def test_unsupported_item_mid_stream_is_an_error_event(app: ServerBase) -> None:

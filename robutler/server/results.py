@@ -20,12 +20,14 @@ from .protocol import encode
 
 __all__ = [
     "ChunkEncoder",
+    "UnsupportedContent",
     "UnsupportedResult",
     "assemble",
     "classify",
     "completion_from_dict",
     "iter_items",
     "one_choice",
+    "text_content",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -42,6 +44,45 @@ class UnsupportedResult(TypeError):
             "with stream_events() or final_output, or a Starlette Response."
         )
         self.value = value
+
+
+class UnsupportedContent(UnsupportedResult):
+    """An agent's message content had a part that is not text."""
+
+    def __init__(self, part: Any) -> None:
+        kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+        TypeError.__init__(
+            self,
+            f"Agent returned a content part of type {kind!r}; Chat Completions answers carry "
+            "text only: return text parts ({'type': 'text', 'text': ...}) or a str.",
+        )
+        self.value = part
+
+
+_TEXT_PARTS = ("text", "output_text")
+
+
+def text_content(content: Any) -> Any:
+    """A message's content as Chat Completions answers carry it: text parts joined into a str.
+
+    Anything but a list is returned as it is; a part that is not text raises
+    `UnsupportedContent`.
+    """
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif (
+            isinstance(part, Mapping)
+            and part.get("type") in _TEXT_PARTS
+            and isinstance(part.get("text"), str)
+        ):
+            texts.append(part["text"])
+        else:
+            raise UnsupportedContent(part)
+    return "".join(texts)
 
 
 # Result kinds.
@@ -150,7 +191,7 @@ def _tool_calls(calls: Iterable[Any]) -> list[dict[str, Any]]:
 def _message(msg: Mapping[str, Any]) -> dict[str, Any]:
     message = dict(msg)
     message.setdefault("role", "assistant")
-    message.setdefault("content", None)
+    message["content"] = text_content(message.get("content"))
     if message.get("tool_calls"):
         message["tool_calls"] = _tool_calls(message["tool_calls"])
     else:
@@ -317,6 +358,8 @@ class ChunkEncoder:
             if index in self.finished:
                 continue  # nothing may follow a choice's finish
             delta = dict(choice.get("delta") or {})
+            if isinstance(delta.get("content"), list):
+                delta["content"] = text_content(delta["content"])
             if index not in self.roles:
                 self.roles.add(index)
                 delta["role"] = "assistant"
@@ -436,7 +479,7 @@ async def assemble(items: AsyncIterator[Any], cid: str, created: int, model: str
             for key, val in delta.items():
                 if key == "content":
                     if val is not None:
-                        choice.content.append(val)
+                        choice.content.append(text_content(val))
                         choice.has_content = True
                 elif key == "tool_calls":
                     for call in val or ():
