@@ -169,11 +169,7 @@ def test_non_streaming_result(result_client: Any, case: str) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "chat.completion"
-    assert (
-        body["id"].startswith("chatcmpl-")
-        or case.startswith("completion")
-        or case.startswith("final_output_c")
-    )
+    assert body["id"] == "chatcmpl-" + response.headers["x-request-id"]
     assert body["model"] == model
     assert body["choices"][0]["message"] == {"role": "assistant", "content": content}
     assert body["choices"][0]["finish_reason"] == "stop"
@@ -199,8 +195,7 @@ def test_streaming_result(result_client: Any, case: str, include_usage: bool) ->
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
-    assert len({c["id"] for c in chunks}) == 1
-    assert chunks[0]["id"].startswith("chatcmpl-")
+    assert {c["id"] for c in chunks} == {"chatcmpl-" + response.headers["x-request-id"]}
     assert len({c["created"] for c in chunks}) == 1
     assert {c["model"] for c in chunks} == {model}
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -480,3 +475,20 @@ def test_completion_id_names_the_request(result_client: Any) -> None:
     streamed = post(result_client, "str", stream=True)
     first = sse_events(streamed.text)[0]
     assert first["id"] == "chatcmpl-" + streamed.headers["x-request-id"]
+
+
+def test_completion_ids_differ_per_request_also_for_agents_giving_their_own() -> None:
+    from robutler.server import Server
+    from robutler_testing import MockAgent
+
+    app = Server(agents=[MockAgent("mock")])  # MockAgent's own ids repeat run after run
+    with TestClient(app) as client:
+        for stream in (False, True):
+            ids = set()
+            for _ in range(2):
+                response = post(client, "mock", stream=stream)
+                text = response.text
+                cid = sse_events(text)[0]["id"] if stream else response.json()["id"]
+                assert cid == "chatcmpl-" + response.headers["x-request-id"]
+                ids.add(cid)
+            assert len(ids) == 2, f"two requests answered with one id {ids} (stream={stream})"

@@ -47,10 +47,15 @@ class RequestState:
         "usage",
     )
 
-    def __init__(self, request: Request | None = None, agent_name: str | None = None) -> None:
+    def __init__(
+        self,
+        request: Request | None = None,
+        agent_name: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         self.request = request
         self.agent_name = agent_name
-        self.request_id = uuid.uuid4().hex
+        self.request_id = request_id or uuid.uuid4().hex
         self.start_time = time.perf_counter()
         self.stream = False
         self.messages: list[dict[str, Any]] = []

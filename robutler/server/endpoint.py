@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,16 @@ _SSE_HEADERS = [
 _JSON_TYPE = (b"content-type", b"application/json")
 DISCONNECTED = 499  # nginx's "client closed request": no answer was sent
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    """The client's `X-Request-ID` when it is a safe token (letters, digits, `-_.:`, at
+    most 128 characters); None otherwise, so that a fresh id is made."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode() if _SAFE_REQUEST_ID.fullmatch(value) else None
+    return None
 
 
 class AgentRequest(Request):
@@ -239,7 +250,7 @@ class ChatHandler:
     ) -> None:
         request = AgentRequest(scope, receive)
         request.max_body_size = self.max_body_size
-        state = RequestState(request, name)
+        state = RequestState(request, name, incoming_request_id(scope))
         token = _current.set(state)
         outcome = _Outcome()
         try:

@@ -223,7 +223,7 @@ def completion_from_dict(
         finish = "tool_calls" if message.get("tool_calls") else "stop"
         return one_choice(message, finish, cid, created, model)
     completion = dict(value)
-    completion.setdefault("id", cid)
+    completion["id"] = cid  # one id per request, whatever the agent's dict said
     completion["object"] = "chat.completion"
     completion.setdefault("created", created)
     if not completion.get("model"):
