@@ -30,8 +30,8 @@ __all__ = ["AgentDecorator", "ServerBase"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CHAT, INFO, MODELS = "chat", "info", "models"
-_ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",)}
+CHAT, INFO, MODELS, MODEL = "chat", "info", "models", "model"
+_ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",), MODEL: ("GET",)}
 
 
 class AgentDecorator:
@@ -193,6 +193,7 @@ class ServerBase(FastAPI):
         for path, kind in (
             (f"/{name}/chat/completions", CHAT),
             (f"/{name}/models", MODELS),
+            (f"/{name}/models/{{model_id:path}}", MODEL),
             (f"/{name}", INFO),
         ):
             self.router.routes.append(
@@ -243,9 +244,13 @@ class ServerBase(FastAPI):
                 kind = MODELS
             elif len(parts) == 3 and parts[1:] == ["chat", "completions"]:
                 kind = CHAT
+            elif len(parts) >= 3 and parts[1] == "models" and all(parts[2:]):
+                kind = MODEL
             if kind is not None and parts[0] not in self.reserved_names:
                 await self.serve_agent(kind, parts[0], self.dynamic_agents, scope, receive, send)
                 return
+            await _unknown_url(scope, receive, send)
+            return
         await self.router.not_found(scope, receive, send)
 
     async def serve_agent(
@@ -296,12 +301,19 @@ class ServerBase(FastAPI):
                 "supports_streaming": True,
             }
         elif kind == MODELS:
-            body = {
-                "object": "list",
-                "data": [
-                    {"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}
-                ],
-            }
+            body = {"object": "list", "data": [_model(name)]}
+        elif kind == MODEL:
+            model_id = get_route_path(scope).strip("/").split("/", 2)[2]
+            if model_id != name:
+                await error_response(
+                    404,
+                    f"The model {model_id!r} does not exist; agent {name!r} serves the model "
+                    f"{name!r} (see GET /{name}/models).",
+                    param="model",
+                    code="model_not_found",
+                )(scope, receive, send)
+                return
+            body = _model(name)
         else:
             body = spec.info(name)
             if method == "POST":
@@ -310,6 +322,19 @@ class ServerBase(FastAPI):
 
 
 _STARTED = int(time.time())
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}
+
+
+async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:
+    """OpenAI's answer to a URL it does not serve, with the routes an agent has."""
+    message = (
+        f"Invalid URL ({scope['method']} {scope['path']}): each agent NAME is served at "
+        "/NAME/chat/completions, /NAME/models and /NAME; GET /health lists the agents."
+    )
+    await error_response(404, message, code="unknown_url")(scope, receive, send)
 
 
 class _AgentRoute:
