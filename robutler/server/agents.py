@@ -110,11 +110,13 @@ class AgentSpec:
         *,
         description: str | None = None,
         model: str | None = None,
+        choices: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"an agent handler must be callable, got {type(fn).__name__}")
-        check_handler(fn)
+        check_handler(fn, ("n",) if choices else ())
         self.fn = fn
+        self.choices = choices
         self.name = name
         self.resolver = resolver
         self.model = model
@@ -129,6 +131,11 @@ class AgentSpec:
         self.wants = {
             k: (k in params or var_kw) for k in ("stream", "context", "request", "agent_data")
         }
+        if choices and not ("n" in params or var_kw):
+            raise TypeError(
+                f"agent handler {_describe(fn)} is registered with choices=True, so it is "
+                "called with n=NUMBER_OF_CHOICES: add a parameter `n: int = 1`"
+            )
         self.resolver_is_async = resolver is not None and inspect.iscoroutinefunction(resolver)
 
     async def resolve(self, name: str) -> Any:
@@ -142,9 +149,11 @@ class AgentSpec:
             data = await data
         return data
 
-    async def call(self, messages: list[dict[str, Any]], stream: bool, state: RequestState) -> Any:
+    async def call(
+        self, messages: list[dict[str, Any]], stream: bool, state: RequestState, n: int = 1
+    ) -> Any:
         """Run the handler for one request and return what it returned."""
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"n": n} if self.choices else {}
         wants = self.wants
         if wants["stream"]:
             kwargs["stream"] = stream

@@ -40,6 +40,10 @@ class AgentDecorator:
     `@app.agent("name")` serves a function as a static agent; `@app.agent(resolver)` serves
     it for every name `resolver(name)` accepts (returning data, or False for no such agent).
     `@app.agent` without parentheses on a handler serves it under its function name.
+    `choices=True` registers an agent that answers the request's `n` itself: it is called
+    with `n=...` and returns a list of n replies (each a str or a message dict) or a
+    chat.completion dict with n choices. Other agents answer one choice; a request with
+    `n > 1` to them is rejected with a 400 before they run.
     `@app.agent.before_request` and `@app.agent.finalize_request` add hooks.
     """
 
@@ -48,38 +52,50 @@ class AgentDecorator:
 
     @overload
     def __call__(
-        self, name_or_resolver: str, *, description: str | None = ...
+        self, name_or_resolver: str, *, description: str | None = ..., choices: bool = ...
     ) -> Callable[[F], F]: ...
 
     @overload
     def __call__(
-        self, name_or_resolver: Callable[[str], Any], *, description: str | None = ...
+        self,
+        name_or_resolver: Callable[[str], Any],
+        *,
+        description: str | None = ...,
+        choices: bool = ...,
     ) -> Callable[[F], F]: ...
 
     @overload
-    def __call__(self, name_or_resolver: F, *, description: str | None = ...) -> F: ...
+    def __call__(
+        self, name_or_resolver: F, *, description: str | None = ..., choices: bool = ...
+    ) -> F: ...
 
     def __call__(
-        self, name_or_resolver: str | Callable[..., Any], *, description: str | None = None
+        self,
+        name_or_resolver: str | Callable[..., Any],
+        *,
+        description: str | None = None,
+        choices: bool = False,
     ) -> Any:
         if isinstance(name_or_resolver, str):
             name = check_name(name_or_resolver, self._server.reserved_names)
 
             def register_static(fn: F) -> F:
-                self._server.add_agent(name, fn, description=description)
+                self._server.add_agent(name, fn, description=description, choices=choices)
                 return fn
 
             return register_static
         if callable(name_or_resolver) and looks_like_handler(name_or_resolver):
             # `@app.agent` without parentheses: the function is the handler, not a resolver.
             fn = name_or_resolver
-            self._server.add_agent(_handler_name(fn), fn, description=description)
+            self._server.add_agent(_handler_name(fn), fn, description=description, choices=choices)
             return fn
         if callable(name_or_resolver):
             resolver = name_or_resolver
 
             def register_dynamic(fn: F) -> F:
-                self._server.add_dynamic_agent(resolver, fn, description=description)
+                self._server.add_dynamic_agent(
+                    resolver, fn, description=description, choices=choices
+                )
                 return fn
 
             return register_dynamic
@@ -178,14 +194,18 @@ class ServerBase(FastAPI):
         description: str | None = None,
         model: str | None = None,
         pricing: dict[str, Any] | None = None,
+        choices: bool = False,
     ) -> AgentSpec:
-        """Serve `fn` as the static agent `name`; returns its spec."""
+        """Serve `fn` as the static agent `name`; returns its spec.
+
+        `choices=True`: `fn` answers the request's `n` itself (see `AgentDecorator`).
+        """
         check_name(name, self.reserved_names)
         if name in self.static_agents:
             raise ValueError(
                 f"an agent named {name!r} is already registered; agent names must be unique"
             )
-        spec = AgentSpec(fn, name, description=description, model=model)
+        spec = AgentSpec(fn, name, description=description, model=model, choices=choices)
         if pricing is not None:
             spec.pricing = pricing
         self.static_agents[name] = spec
@@ -207,9 +227,10 @@ class ServerBase(FastAPI):
         fn: Callable[..., Any],
         *,
         description: str | None = None,
+        choices: bool = False,
     ) -> AgentSpec:
         """Serve `fn` for every agent name that `resolver(name)` returns data for."""
-        spec = AgentSpec(fn, None, resolver, description=description)
+        spec = AgentSpec(fn, None, resolver, description=description, choices=choices)
         self.dynamic_agents.append(spec)
         return spec
 

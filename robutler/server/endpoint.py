@@ -38,6 +38,7 @@ from .results import (
     completion_from_dict,
     is_substantial,
     iter_items,
+    n_choices,
     one_choice,
 )
 
@@ -290,9 +291,18 @@ class ChatHandler:
             )
             state.messages = data["messages"]
             state.stream = req.stream is True
+            n = req.n or 1
+            if n > 1 and not spec.choices:
+                raise RequestError(
+                    400,
+                    f"Agent {state.agent_name!r} answers one choice per request; 'n' must "
+                    f"be 1, got {n}.",
+                    param="n",
+                    code="unsupported_value",
+                )
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             model = spec.model or req.model or state.agent_name or "agent"
-            await self._run(state, spec, include_usage, model, scope, receive, send, outcome)
+            await self._run(state, spec, include_usage, model, scope, receive, send, outcome, n)
             return
         except ClientDisconnect as exc:
             state.error = exc
@@ -340,13 +350,14 @@ class ChatHandler:
         receive: Receive,
         send: Send,
         outcome: _Outcome,
+        n: int = 1,
     ) -> None:
         # The agent runs in this task. Its first step runs right away: an answer that is
         # complete before anything has to wait needs no watcher. Once it waits, a watcher
         # task cancels this task if the client leaves. (A watcher per request, even one
         # cancelled at once, keeps the request's objects alive past its end: under load
         # that alone triggers the garbage collector several times as often.)
-        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome)
+        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome, n)
         try:
             pending = coro.send(None)
         except StopIteration:
@@ -386,8 +397,11 @@ class ChatHandler:
         receive: Receive,
         send: Send,
         outcome: _Outcome,
+        n: int = 1,
     ) -> None:
-        result = await spec.call(state.messages, state.stream, state)
+        result = await spec.call(state.messages, state.stream, state, n)
+        if spec.choices:
+            result = n_choices(result, n)
         kind, value = classify(result)
         if kind == RESPONSE:
             await self._pass_through(value, scope, receive, send, outcome)

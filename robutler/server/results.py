@@ -19,6 +19,7 @@ from starlette.responses import Response
 from .protocol import encode
 
 __all__ = [
+    "ChoicesMismatch",
     "ChunkEncoder",
     "UnsupportedContent",
     "UnsupportedResult",
@@ -26,6 +27,7 @@ __all__ = [
     "classify",
     "completion_from_dict",
     "iter_items",
+    "n_choices",
     "one_choice",
     "text_content",
 ]
@@ -57,6 +59,47 @@ class UnsupportedContent(UnsupportedResult):
             "text only: return text parts ({'type': 'text', 'text': ...}) or a str.",
         )
         self.value = part
+
+
+class ChoicesMismatch(UnsupportedResult):
+    """A `choices=True` agent did not answer with the number of choices asked for."""
+
+    def __init__(self, value: Any, n: int, got: str) -> None:
+        TypeError.__init__(
+            self,
+            f"The agent was asked for n={n} choices and {got}; an agent registered with "
+            f"choices=True returns a list of {n} replies (str or message dicts) or a "
+            f"chat.completion dict with {n} choices.",
+        )
+        self.value = value
+
+
+def n_choices(result: Any, n: int) -> Any:
+    """A `choices=True` agent's result, checked to carry `n` choices.
+
+    A list (or tuple) of replies becomes a completion dict with one choice per reply; a
+    completion dict must have `n` choices; anything else is accepted only for `n == 1`.
+    """
+    result = _unwrap(result)
+    if isinstance(result, (list, tuple)):
+        if len(result) != n:
+            raise ChoicesMismatch(result, n, f"returned a list of {len(result)}")
+        choices = []
+        for index, reply in enumerate(result):
+            if isinstance(reply, str):
+                reply = {"role": "assistant", "content": reply}
+            elif not isinstance(reply, Mapping):
+                raise UnsupportedResult(reply, "returned, as a choice,")
+            choices.append({"index": index, "message": reply})
+        return {"choices": choices}
+    if isinstance(result, Mapping) and "choices" in result:
+        got = len(result.get("choices") or ())
+        if got != n:
+            raise ChoicesMismatch(result, n, f"returned a completion with {got} choice(s)")
+        return result
+    if n != 1:
+        raise ChoicesMismatch(result, n, f"returned a {type(result).__name__}")
+    return result
 
 
 _TEXT_PARTS = ("text", "output_text")
