@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import importlib.util
+import logging.config
 import os
 import sys
 from pathlib import Path
@@ -99,7 +101,26 @@ def host_warning(app: Any, host: str) -> str | None:
     )
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the `robutler` logger, at `level`.
+
+    robutler's records (a failing agent, a missing API key) then look like uvicorn's own
+    lines: the same handler, level prefix and format.
+    """
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["robutler"] = {
+        "handlers": ["default"],
+        "level": LOG_LEVELS[level],
+        "propagate": False,
+    }
+    return config
+
+
 def serve(args: argparse.Namespace) -> int:
+    logging_config = log_config(args.log_level)
+    logging.config.dictConfig(logging_config)  # before APP is imported: its records too
     if args.env_file:
         from robutler.server.config import load_env
 
@@ -119,7 +140,12 @@ def serve(args: argparse.Namespace) -> int:
     print(_banner(app, args.host, args.port), flush=True)
     import uvicorn
 
-    options: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level}
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "log_config": logging_config,
+    }
     if args.workers > 1 or args.reload:
         _, _, directory = _import_target(spec)
         uvicorn.run(

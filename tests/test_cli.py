@@ -164,3 +164,44 @@ def test_public_host_without_keys_warns(monkeypatch: pytest.MonkeyPatch) -> None
     assert host_warning(SimpleNamespace(api_keys=["k"]), "0.0.0.0") is None
     monkeypatch.setenv("ROBUTLER_API_KEYS", "a,b")
     assert host_warning(app, "0.0.0.0") is None
+
+
+LOGGING_APP = """
+from agents import Agent
+
+from robutler.server import Server
+
+
+async def boom(messages, stream=False):
+    raise RuntimeError("kaput")
+
+
+app = Server(agents={"boom": boom, "sdk": Agent(name="sdk", instructions="Be brief.")})
+"""
+
+
+def test_serve_logs_robutler_records_like_uvicorn_and_a_missing_key_once(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "logging_app.py").write_text(LOGGING_APP)
+    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    with serving("logging_app.py", cwd=tmp_path) as (base, output):
+        health = httpx.get(f"{base}/health").json()
+        rids = []
+        for agent in ("boom", "sdk", "sdk"):
+            reply = httpx.post(f"{base}/{agent}/chat/completions", json=hi)
+            rids.append(reply.headers["x-request-id"])
+            assert reply.status_code == (500 if agent == "boom" else 503)
+        assert reply.json()["error"]["code"] == "upstream_key_missing"
+    assert [w for w in health["warnings"] if "'sdk' needs an OpenAI API key" in w]
+    text = "\n".join(output)
+    startup = [
+        line for line in output if "needs an OpenAI API key" in line and "request id" not in line
+    ]
+    assert len(startup) == 1 and startup[0].startswith("WARNING:"), text
+    for rid, agent in zip(rids, ("boom", "sdk", "sdk"), strict=True):
+        lines = [line for line in output if rid in line]
+        assert len(lines) == 1, f"{agent}: {lines}\n{text}"
+        assert lines[0].startswith("ERROR:") and lines[0].count(rid) == 1, lines[0]
+    # the failing agent's traceback is logged; the missing key is one line per request
+    assert text.count("Traceback") == 1 and "RuntimeError: kaput" in text, text

@@ -21,7 +21,7 @@ __all__ = ["Adapted", "adapt", "is_agents_sdk_agent", "route_name"]
 class Adapted:
     """A handler for one agent object, with what the server shows about it."""
 
-    __slots__ = ("description", "handler", "model", "pricing")
+    __slots__ = ("description", "handler", "model", "pricing", "problem")
 
     def __init__(
         self,
@@ -30,11 +30,13 @@ class Adapted:
         description: str | None = None,
         model: str | None = None,
         pricing: dict[str, Any] | None = None,
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.handler = handler
         self.description = description
         self.model = model
         self.pricing = pricing
+        self.problem = problem  # what keeps the agent from answering (e.g. no API key), if any
 
 
 def is_agents_sdk_agent(obj: Any) -> bool:

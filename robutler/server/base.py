@@ -181,6 +181,7 @@ class ServerBase(FastAPI):
         self.static_agents: dict[str, AgentSpec] = {}
         self.dynamic_agents: list[AgentSpec] = []
         self.reserved_names: set[str] = set(RESERVED_NAMES)
+        self.readiness_checks: list[Callable[[], str | None]] = []
         self.router.default = self._unmatched
         self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
 
@@ -247,12 +248,17 @@ class ServerBase(FastAPI):
             )
         return self.openapi_schema
 
+    def health_warnings(self) -> list[str]:
+        """What keeps agents from answering (e.g. a missing upstream API key), as sentences."""
+        return [problem for check in self.readiness_checks if (problem := check())]
+
     async def _health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "version": __version__,
             "agents": sorted(self.static_agents),
             "dynamic_agents": bool(self.dynamic_agents),
+            "warnings": self.health_warnings(),
         }
 
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:

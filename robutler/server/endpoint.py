@@ -335,9 +335,11 @@ class ChatHandler:
             detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
             failure = _Failure(500, f"{detail} (request id {rid})", code="agent_error")
         if failure.status >= 500:
-            logger.error(
-                "agent %r: %s (request %s)", state.agent_name, failure.message, rid, exc_info=exc
-            )
+            message = failure.message  # names the request id once, whatever the cause
+            if rid not in message:
+                message += f" (request id {rid})"
+            quiet = isinstance(exc, RequestError) and not exc.log_traceback
+            logger.error("agent %r: %s", state.agent_name, message, exc_info=None if quiet else exc)
         return failure
 
     async def _run(

@@ -100,7 +100,11 @@ class ChatCompletionRequest(_Open):
 
 
 class RequestError(Exception):
-    """A client error to answer in OpenAI's shape."""
+    """An error to answer in OpenAI's shape.
+
+    A 5xx is logged with its traceback unless `log_traceback=False` (for a cause the
+    message says all about, such as a missing server setting).
+    """
 
     def __init__(
         self,
@@ -110,6 +114,7 @@ class RequestError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        log_traceback: bool = True,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -117,6 +122,7 @@ class RequestError(Exception):
         self.param = param
         self.code = code
         self.headers = headers
+        self.log_traceback = log_traceback
 
 
 _ERROR_TYPES = {

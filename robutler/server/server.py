@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -9,6 +10,8 @@ from .adapters import adapt, route_name
 from .base import ServerBase
 
 __all__ = ["Server"]
+
+logger = logging.getLogger("robutler")
 
 
 class Server(ServerBase):
@@ -50,3 +53,8 @@ class Server(ServerBase):
             except (TypeError, ValueError) as exc:
                 where = f"agents[{key!r}]" if key is not None else f"agents[{position}]"
                 raise type(exc)(f"Server: {where}: {exc}") from None
+            if adapted.problem is not None:
+                self.readiness_checks.append(adapted.problem)
+        problems = self.health_warnings()
+        if problems:  # once, at start-up; each request it affects logs one line
+            logger.warning("%s Until then its requests answer 503.", " ".join(problems))
