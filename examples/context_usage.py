@@ -1,21 +1,22 @@
 """The request context and usage tracking.
 
 Anything serving a request (the agent, a tool it calls, a hook) reaches the same
-RequestState through get_context(), without passing it around.
+RequestState through current_context() (or get_context(), which returns None outside a
+request), without passing it around.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from robutler.server import RequestState, ServerBase, get_context
+from robutler.server import RequestState, ServerBase, current_context, get_context
 
 app = ServerBase(title="Context and usage example")
 bills: list[dict[str, Any]] = []  # what finalize recorded, for the example's test
 
 
 def lookup_weather(city: str) -> str:
-    """A 'tool' deep inside the agent: it charges the request it serves."""
+    """A 'tool' deep inside the agent: it charges the request it serves, if any."""
     ctx = get_context()
     if ctx is not None:
         ctx.track_usage(credits=5, reason="weather lookup", metadata={"city": city})
@@ -34,8 +35,7 @@ async def weather(
 
 @app.agent.finalize_request
 def bill(request: Any, response: Any) -> None:
-    ctx = get_context()
-    assert ctx is not None
+    ctx = current_context()
     bills.append(
         {
             "agent": ctx.agent_name,

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from robutler.server import ServerBase, StreamingWrapper, get_context
+from robutler.server import ServerBase, StreamingWrapper, current_context
 
 log = logging.getLogger("examples.hooks")
 app = ServerBase(title="Hooks example")
@@ -24,13 +24,12 @@ async def require_user(request: Request) -> None:
     user = request.headers.get("x-user")
     if not user:
         raise HTTPException(status_code=401, detail="Send an X-User header.")
-    get_context().set("user", user)  # type: ignore[union-attr]
+    current_context().set("user", user)
 
 
 @app.agent.finalize_request
 async def log_request(request: Request, response: Any) -> None:
-    ctx = get_context()
-    assert ctx is not None
+    ctx = current_context()
     outcome = response.status if isinstance(response, StreamingWrapper) else response.status_code
     finished.append({"user": ctx.get("user"), "outcome": outcome, "seconds": ctx.get_duration()})
     log.info("user=%s agent=%s outcome=%s", ctx.get("user"), ctx.agent_name, outcome)
@@ -39,7 +38,7 @@ async def log_request(request: Request, response: Any) -> None:
 @app.agent("greeter")
 async def greeter(messages: list[dict[str, Any]], stream: bool = False) -> Any:
     """Greets the user named in the X-User header, word by word."""
-    user = get_context().get("user")  # type: ignore[union-attr]
+    user = current_context().get("user")
     for word in ["Hello", ", ", user, "!"]:
         yield word
 

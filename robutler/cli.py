@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import importlib.util
+import inspect
+import logging.config
 import os
 import sys
 from pathlib import Path
@@ -53,8 +56,12 @@ def load_app(spec: str) -> tuple[Any, str]:
     for name in names:
         app = getattr(module, name, None)
         if app is not None:
-            if not callable(app):
-                raise AppError(f"{module_name}:{name} is a {type(app).__name__}, not an ASGI app")
+            problem = _not_asgi(app)
+            if problem:
+                raise AppError(
+                    f"{module_name}:{name} is {problem}, not an ASGI app: name the ServerBase "
+                    f"or Server that serves your agents (e.g. app = Server(agents=[...]))"
+                )
             return app, f"{module_name}:{name}"
     if attr:
         raise AppError(f"module {module_name!r} has no attribute {attr!r}")
@@ -63,24 +70,49 @@ def load_app(spec: str) -> tuple[Any, str]:
     )
 
 
+def _not_asgi(obj: Any) -> str | None:
+    """What `obj` is when it cannot be an ASGI app (`app(scope, receive, send)`), else None."""
+    if isinstance(obj, type):
+        return f"the class {obj.__name__}"
+    if not callable(obj):
+        return f"a {type(obj).__name__}"
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        params = list(inspect.signature(obj).parameters)
+        if "messages" in params or len(params) != 3:
+            return f"the function {obj.__name__}({', '.join(params)})"
+    return None
+
+
 def _banner(app: Any, host: str, port: int) -> str:
+    """What `robutler serve` prints on start: each agent's URL and snippets to try one."""
     shown = f"[{host}]" if ":" in host else host
     base = f"http://{shown}:{port}"
     names = sorted(getattr(app, "static_agents", {}) or {})
+    dynamic = bool(getattr(app, "dynamic_agents", None))
     lines = [f"robutler serving on {base}"]
     for name in names:
         lines.append(f"  agent {name:<12} {base}/{name}/chat/completions")
-    if getattr(app, "dynamic_agents", None):
+    if dynamic:
         lines.append(f"  dynamic agents    {base}/<name>/chat/completions")
+    if not names and not dynamic:
+        lines.append(
+            '  no agents are registered yet: add one with @app.agent("name") or '
+            "Server(agents=[...])"
+        )
+        return "\n".join(lines)
     example = names[0] if names else "NAME"
+    keyed = getattr(app, "api_keys", None) is not None
+    auth = " -H 'Authorization: Bearer YOUR_API_KEY'" if keyed else ""
+    key = "YOUR_API_KEY" if keyed else "unused"
+    install = "  # pip install openai" if importlib.util.find_spec("openai") is None else ""
     lines += [
         "",
         "Try it:",
-        f"  curl {base}/{example}/chat/completions -H 'Content-Type: application/json' \\",
+        f"  curl {base}/{example}/chat/completions -H 'Content-Type: application/json'{auth} \\",
         '    -d \'{"messages": [{"role": "user", "content": "Hello"}]}\'',
         "",
-        "  from openai import OpenAI",
-        f'  client = OpenAI(base_url="{base}/{example}", api_key="unused")',
+        f"  from openai import OpenAI{install}",
+        f'  client = OpenAI(base_url="{base}/{example}", api_key="{key}")',
         '  print(client.chat.completions.create(model="any", messages=[{"role": "user", '
         '"content": "Hello"}]).choices[0].message.content)',
     ]
@@ -117,7 +149,26 @@ def limit_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the `robutler` logger, at `level`.
+
+    robutler's records (a failing agent, a missing API key) then look like uvicorn's own
+    lines: the same handler, level prefix and format.
+    """
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["robutler"] = {
+        "handlers": ["default"],
+        "level": LOG_LEVELS[level],
+        "propagate": False,
+    }
+    return config
+
+
 def serve(args: argparse.Namespace) -> int:
+    logging_config = log_config(args.log_level)
+    logging.config.dictConfig(logging_config)  # before APP is imported: its records too
     if args.env_file:
         from robutler.server.config import load_env
 
@@ -142,6 +193,7 @@ def serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "log_level": args.log_level,
         **limit_options(args),
+        "log_config": logging_config,
     }
     if args.workers > 1 or args.reload:
         _, _, directory = _import_target(spec)
@@ -158,10 +210,17 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="robutler", description="Serve AI agents behind OpenAI-compatible endpoints."
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument(
+        "--version", action="version", version=f"robutler {__version__}", help="show the version"
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help="serve (see robutler serve --help)"
+    )
     srv = commands.add_parser(
         "serve",
         help="serve an app, or the built-in demo agents",
@@ -209,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="log level of uvicorn and robutler (default: info)",
     )
     return parser
 

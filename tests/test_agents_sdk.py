@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from typing import Any
@@ -172,7 +173,7 @@ def test_missing_api_key_is_a_clear_openai_error(monkeypatch: pytest.MonkeyPatch
         response = post(client, "assistant")
     assert response.status_code == 503
     error = response.json()["error"]
-    assert "OPENAI_API_KEY" in error["message"] and error["code"] == "missing_api_key"
+    assert "OPENAI_API_KEY" in error["message"] and error["code"] == "upstream_key_missing"
 
 
 def test_client_disconnect_cancels_the_run() -> None:
@@ -245,3 +246,28 @@ def test_openai_settings_from_env_file_reach_the_agent(
     headers = {k.lower(): v for k, v in upstream.calls[0].headers.items()}
     assert headers["openai-organization"] == "org-from-env-file"
     assert headers["authorization"] == "Bearer sk-mock"  # OPENAI_API_KEY from the environment
+
+
+def test_missing_api_key_is_in_health_and_logged_once_per_request_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agents.models import _openai_shared
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(_openai_shared, "_default_openai_key", None)
+    monkeypatch.setattr(_openai_shared, "_default_openai_client", None)
+    with caplog.at_level(logging.WARNING, logger="robutler"):
+        server = make_server()
+    startup = [r for r in caplog.records if "needs an OpenAI API key" in r.getMessage()]
+    assert len(startup) == 1 and startup[0].levelno == logging.WARNING
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robutler"), create_test_client(server) as client:
+        warnings = client.get("/health").json()["warnings"]
+        for _ in range(2):
+            assert post(client, "assistant").status_code == 503
+    assert len(warnings) == 1 and "'assistant' needs an OpenAI API key" in warnings[0]
+    records = [r for r in caplog.records if r.name == "robutler"]
+    assert len(records) == 2 and all(r.exc_info is None for r in records), records
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-now-set")
+    with create_test_client(server) as client:
+        assert client.get("/health").json()["warnings"] == []

@@ -164,3 +164,140 @@ def test_public_host_without_keys_warns(monkeypatch: pytest.MonkeyPatch) -> None
     assert host_warning(SimpleNamespace(api_keys=["k"]), "0.0.0.0") is None
     monkeypatch.setenv("ROBUTLER_API_KEYS", "a,b")
     assert host_warning(app, "0.0.0.0") is None
+
+
+LOGGING_APP = """
+from agents import Agent
+
+from robutler.server import Server
+
+
+async def boom(messages, stream=False):
+    raise RuntimeError("kaput")
+
+
+app = Server(agents={"boom": boom, "sdk": Agent(name="sdk", instructions="Be brief.")})
+"""
+
+
+def test_serve_logs_robutler_records_like_uvicorn_and_a_missing_key_once(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "logging_app.py").write_text(LOGGING_APP)
+    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    with serving("logging_app.py", cwd=tmp_path) as (base, output):
+        health = httpx.get(f"{base}/health").json()
+        rids = []
+        for agent in ("boom", "sdk", "sdk"):
+            reply = httpx.post(f"{base}/{agent}/chat/completions", json=hi)
+            rids.append(reply.headers["x-request-id"])
+            assert reply.status_code == (500 if agent == "boom" else 503)
+        assert reply.json()["error"]["code"] == "upstream_key_missing"
+    assert [w for w in health["warnings"] if "'sdk' needs an OpenAI API key" in w]
+    text = "\n".join(output)
+    startup = [
+        line for line in output if "needs an OpenAI API key" in line and "request id" not in line
+    ]
+    assert len(startup) == 1 and startup[0].startswith("WARNING:"), text
+    for rid, agent in zip(rids, ("boom", "sdk", "sdk"), strict=True):
+        lines = [line for line in output if rid in line]
+        assert len(lines) == 1, f"{agent}: {lines}\n{text}"
+        assert lines[0].startswith("ERROR:") and lines[0].count(rid) == 1, lines[0]
+    # the failing agent's traceback is logged; the missing key is one line per request
+    assert text.count("Traceback") == 1 and "RuntimeError: kaput" in text, text
+
+
+NOT_APPS = """
+from robutler.server import Server
+
+
+async def assistant(messages, stream=False):
+    return "hi"
+
+
+class MyAgents(Server):
+    pass
+
+
+settings = {"debug": True}
+"""
+
+
+@pytest.mark.parametrize(
+    ("attr", "words"),
+    [
+        (
+            "assistant",
+            "not_apps:assistant is the function assistant(messages, stream), not an ASGI app",
+        ),
+        ("MyAgents", "not_apps:MyAgents is the class MyAgents, not an ASGI app"),
+        ("settings", "not_apps:settings is a dict, not an ASGI app"),
+    ],
+)
+def test_app_that_is_not_asgi_is_one_line_naming_what_was_found(
+    tmp_path: Path, attr: str, words: str
+) -> None:
+    (tmp_path / "not_apps.py").write_text(NOT_APPS)
+    result = subprocess.run(
+        [sys.executable, "-m", "robutler", "serve", f"not_apps:{attr}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert words in result.stderr and "Server(agents=[...])" in result.stderr
+
+
+def test_version_and_help_for_every_option() -> None:
+    from robutler import __version__
+    from robutler.cli import build_parser
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"robutler {__version__}"
+    parser = build_parser()
+    subparsers = [a for a in parser._actions if a.choices and isinstance(a.choices, dict)]
+    for p in [parser, *(sub for action in subparsers for sub in action.choices.values())]:
+        missing = [a.dest for a in p._actions if not a.help]
+        assert not missing, f"{p.prog}: options without help: {missing}"
+
+
+def banner_app(**attrs: object) -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"static_agents": {"echo": 1}, "dynamic_agents": [], **attrs})
+
+
+def test_banner_with_api_keys_has_the_header_and_a_key_placeholder() -> None:
+    from robutler.cli import _banner
+
+    open_banner = _banner(banner_app(api_keys=None), "127.0.0.1", 8000)
+    assert "Authorization" not in open_banner and 'api_key="unused"' in open_banner
+    keyed = _banner(banner_app(api_keys=object()), "127.0.0.1", 8000)
+    assert "-H 'Authorization: Bearer YOUR_API_KEY'" in keyed
+    assert 'api_key="YOUR_API_KEY"' in keyed
+
+
+def test_banner_without_agents_says_so() -> None:
+    from robutler.cli import _banner
+
+    text = _banner(banner_app(static_agents={}), "127.0.0.1", 8000)
+    assert "no agents are registered" in text
+    assert "NAME" not in text and "curl" not in text
+
+
+def test_banner_notes_pip_install_openai_when_it_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from robutler.cli import _banner
+
+    assert "pip install openai" not in _banner(banner_app(api_keys=None), "127.0.0.1", 8000)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openai" else real(name, *a)
+    )
+    text = _banner(banner_app(api_keys=None), "127.0.0.1", 8000)
+    assert "from openai import OpenAI  # pip install openai" in text

@@ -80,6 +80,8 @@ TOOL_MESSAGE = {
     ],
 }
 
+PARTS = [{"type": "text", "text": "Hello"}, {"type": "text", "text": " world"}]
+
 # name -> (factory of the agent's return value, expected content, expected model, has usage)
 CASES: dict[str, tuple[Any, str, str, bool]] = {
     "str": (lambda: "Hello world", "Hello world", "req-model", False),
@@ -113,6 +115,34 @@ CASES: dict[str, tuple[Any, str, str, bool]] = {
         "agent-model",
         True,
     ),
+    "message_parts": (
+        lambda: {"role": "assistant", "content": list(PARTS)},
+        "Hello world",
+        "req-model",
+        False,
+    ),
+    "completion_parts": (
+        lambda: {
+            **COMPLETION,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": list(PARTS)}},
+            ],
+        },
+        "Hello world",
+        "agent-model",
+        True,
+    ),
+    "chunk_parts": (
+        lambda: iter(
+            [
+                {"choices": [{"index": 0, "delta": {"content": [PARTS[0]]}}]},
+                {"choices": [{"index": 0, "delta": {"content": [PARTS[1]]}}]},
+            ]
+        ),
+        "Hello world",
+        "req-model",
+        False,
+    ),
 }
 
 
@@ -139,11 +169,7 @@ def test_non_streaming_result(result_client: Any, case: str) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "chat.completion"
-    assert (
-        body["id"].startswith("chatcmpl-")
-        or case.startswith("completion")
-        or case.startswith("final_output_c")
-    )
+    assert body["id"] == "chatcmpl-" + response.headers["x-request-id"]
     assert body["model"] == model
     assert body["choices"][0]["message"] == {"role": "assistant", "content": content}
     assert body["choices"][0]["finish_reason"] == "stop"
@@ -169,8 +195,7 @@ def test_streaming_result(result_client: Any, case: str, include_usage: bool) ->
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
-    assert len({c["id"] for c in chunks}) == 1
-    assert chunks[0]["id"].startswith("chatcmpl-")
+    assert {c["id"] for c in chunks} == {"chatcmpl-" + response.headers["x-request-id"]}
     assert len({c["created"] for c in chunks}) == 1
     assert {c["model"] for c in chunks} == {model}
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -310,6 +335,47 @@ def test_unsupported_result_is_500_naming_the_type(
     assert error["type"] == "server_error"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_content_parts_are_joined_into_text_the_official_client_accepts(
+    app: ServerBase, stream: bool
+) -> None:
+    from openai.types.chat import ChatCompletion
+
+    from robutler_testing import validate_completion, validate_stream
+
+    @app.agent("parts")
+    async def parts(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        return {"role": "assistant", "content": [*PARTS, {"type": "output_text", "text": "!"}]}
+
+    with TestClient(app) as client:
+        response = post(client, "parts", stream=stream)
+    assert response.status_code == 200, response.text
+    if stream:
+        assert validate_stream(response.text).content == "Hello world!"
+    else:
+        body = validate_completion(response.json())
+        assert body["choices"][0]["message"]["content"] == "Hello world!"
+        ChatCompletion.model_validate(body, strict=True)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_content_part_that_is_not_text_is_500_naming_its_type(
+    app: ServerBase, stream: bool
+) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
+
+    @app.agent("image")
+    async def image_agent(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        return {"role": "assistant", "content": [PARTS[0], image]}
+
+    with TestClient(app) as client:
+        response = post(client, "image", stream=stream)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_result"
+    assert "content part of type 'image_url'" in error["message"]
+
+
 def test_unsupported_item_mid_stream_is_an_error_event(app: ServerBase) -> None:
     @app.agent("mixed")
     async def mixed(messages: list[dict[str, Any]], stream: bool = False) -> Any:
@@ -415,3 +481,20 @@ def test_completion_id_names_the_request(result_client: Any) -> None:
     streamed = post(result_client, "str", stream=True)
     first = sse_events(streamed.text)[0]
     assert first["id"] == "chatcmpl-" + streamed.headers["x-request-id"]
+
+
+def test_completion_ids_differ_per_request_also_for_agents_giving_their_own() -> None:
+    from robutler.server import Server
+    from robutler_testing import MockAgent
+
+    app = Server(agents=[MockAgent("mock")])  # MockAgent's own ids repeat run after run
+    with TestClient(app) as client:
+        for stream in (False, True):
+            ids = set()
+            for _ in range(2):
+                response = post(client, "mock", stream=stream)
+                text = response.text
+                cid = sse_events(text)[0]["id"] if stream else response.json()["id"]
+                assert cid == "chatcmpl-" + response.headers["x-request-id"]
+                ids.add(cid)
+            assert len(ids) == 2, f"two requests answered with one id {ids} (stream={stream})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from helpers import post, sse_events, stream_content
 
 from robutler.server import Server
+from robutler_testing import MockAgent
 
 
 class RunOnlySync:
@@ -63,6 +65,11 @@ class BothModes:
                 yield SimpleNamespace(type="chunk", data=SimpleNamespace(chunk=chunk))
 
         return SimpleNamespace(stream_events=events)
+
+
+class NoName:
+    def run(self, messages: list[dict[str, Any]]) -> str:
+        return ""
 
 
 async def plain_function(messages: list[dict[str, Any]], stream: bool = False) -> str:
@@ -121,12 +128,12 @@ def test_mapping_names_the_routes() -> None:
         (
             [RunOnlySync(), RunOnlySync()],
             ValueError,
-            r"agents\[1\].*'run-only-sync' is already registered",
+            r"agents\[1\].*'run-only-sync' is already taken.*\{'run-only-sync-2': agent\}",
         ),
         (
             [SimpleNamespace(name="My Agent!", run=lambda m: "")],
             ValueError,
-            r"not URL-safe.*\[' ', '!'\].*'my-agent'",
+            r"'My Agent!' is not URL-safe. Name it like 'my-agent'.*\{'my-agent': agent\}",
         ),
         (
             [SimpleNamespace(name="health", run=lambda m: "")],
@@ -135,6 +142,16 @@ def test_mapping_names_the_routes() -> None:
         ),
         ([SimpleNamespace(name="docs", run=lambda m: "")], ValueError, r"collides"),
         ({"openapi.json": RunOnlySync()}, ValueError, r"agents\['openapi.json'\].*collides"),
+        (
+            [MockAgent("")],
+            ValueError,
+            r"its name '' is empty. Name it like 'mock-agent'.*Server\(agents=\{'mock-agent': agent\}\)",
+        ),
+        (
+            [NoName()],
+            ValueError,
+            r"a NoName .*it has no `name`.* Name it like 'no-name'.*\{'no-name': agent\}",
+        ),
         ("not-a-list", TypeError, r"takes a list of agents or a mapping"),
     ],
 )
@@ -143,6 +160,14 @@ def test_construction_errors_say_how_to_fix(
 ) -> None:
     with pytest.raises(error, match=words):
         Server(agents=agents)
+
+
+def test_naming_errors_never_suggest_a_repr_slug() -> None:
+    for agents in ([MockAgent("")], [NoName()], [SimpleNamespace(name="__", run=len)]):
+        with pytest.raises(ValueError) as caught:
+            Server(agents=agents)
+        suggestion = str(caught.value).split("Name it like ", 1)[1].split(" ", 1)[0]
+        assert re.fullmatch(r"'[a-z][a-z-]*'", suggestion), caught.value
 
 
 def test_object_without_name_uses_str() -> None:

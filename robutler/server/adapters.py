@@ -9,19 +9,20 @@ it is already imported), an object with `run(messages)` (and optionally
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-__all__ = ["Adapted", "adapt", "is_agents_sdk_agent", "route_name"]
+__all__ = ["Adapted", "adapt", "is_agents_sdk_agent", "route_name", "suggest_name"]
 
 
 class Adapted:
     """A handler for one agent object, with what the server shows about it."""
 
-    __slots__ = ("description", "handler", "model", "pricing")
+    __slots__ = ("description", "handler", "model", "pricing", "problem")
 
     def __init__(
         self,
@@ -30,11 +31,13 @@ class Adapted:
         description: str | None = None,
         model: str | None = None,
         pricing: dict[str, Any] | None = None,
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.handler = handler
         self.description = description
         self.model = model
         self.pricing = pricing
+        self.problem = problem  # what keeps the agent from answering (e.g. no API key), if any
 
 
 def is_agents_sdk_agent(obj: Any) -> bool:
@@ -52,6 +55,19 @@ def route_name(agent: Any) -> str:
     if inspect.isfunction(agent) or inspect.ismethod(agent):
         return agent.__name__
     return str(agent)
+
+
+def suggest_name(agent: Any) -> str:
+    """A URL-safe route name for `agent`: from its name if that has letters, else its class."""
+    name = getattr(agent, "name", None)
+    if inspect.isfunction(agent) or inspect.ismethod(agent):
+        name = agent.__name__
+    if isinstance(name, str):
+        slug = re.sub(r"[^A-Za-z0-9._~-]+", "-", name).strip("-._~").lower()
+        if slug and any(c.isalpha() for c in slug):
+            return slug
+    kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", type(agent).__name__)
+    return re.sub(r"[^A-Za-z0-9-]+", "-", kebab).strip("-").lower() or "agent"
 
 
 def _maybe_await_call(fn: Callable[..., Any]) -> Callable[..., Any]:

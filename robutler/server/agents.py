@@ -12,11 +12,20 @@ from starlette.concurrency import run_in_threadpool
 from .context import RequestState
 from .protocol import RequestError
 
-__all__ = ["MAX_NAME_LENGTH", "AgentSpec", "check_name", "find_agent", "is_agent_name"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "AgentSpec",
+    "check_handler",
+    "check_name",
+    "find_agent",
+    "is_agent_name",
+    "looks_like_handler",
+]
 
 MAX_NAME_LENGTH = 128
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
 RESERVED_NAMES = frozenset({"health", "docs", "redoc", "openapi.json", "favicon.ico", "static"})
+OPTIONAL = ("stream", "context", "request", "agent_data")  # passed only when the handler names them
 
 
 def is_agent_name(name: str) -> bool:
@@ -53,6 +62,66 @@ def check_name(name: Any, reserved: set[str] | frozenset[str] = RESERVED_NAMES) 
     return name
 
 
+def _describe(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return str(name)
+    empty = inspect.Parameter.empty
+    plain = [p.replace(annotation=empty) for p in sig.parameters.values()]
+    return f"{name}{sig.replace(parameters=plain, return_annotation=empty)}"
+
+
+def check_handler(fn: Any, extra: tuple[str, ...] = ()) -> None:
+    """Raise TypeError at registration when `fn` cannot be called as `fn(messages, ...)`.
+
+    The handler gets `messages` as its first positional argument and, by keyword, only the
+    optional parameters it names (`stream`, `context`, `request`, `agent_data`, and `extra`).
+    A signature that needs anything else would fail on every request instead.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return  # no signature to check (some builtins): trust it
+    known = (*OPTIONAL, *extra)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    problem = None
+    if not positional and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        problem = "it takes no positional parameter for the messages"
+    elif positional and positional[0].name in known:
+        problem = f"its first parameter {positional[0].name!r} would receive the messages"
+    else:
+        rest = [p for p in params if p is not (positional[0] if positional else None)]
+        for p in rest:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is not p.empty:
+                continue
+            if p.name not in known or p.kind == p.POSITIONAL_ONLY:
+                problem = f"its required parameter {p.name!r} would never be given"
+                break
+    if problem is not None:
+        optional = ", ".join(known)
+        raise TypeError(
+            f"agent handler {_describe(fn)} cannot be served: {problem}. A handler is called "
+            f"as handler(messages) plus, by keyword, whichever of {optional} it names; "
+            "define it like `async def agent(messages, stream=False): ...`"
+        )
+
+
+def looks_like_handler(fn: Any) -> bool:
+    """True for a function written as an agent handler rather than a resolver `(name)`.
+
+    Used to tell `@app.agent` (no parentheses) on a handler from `@app.agent(resolver)`.
+    """
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        return True
+    try:
+        names = set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(names & {"messages", *OPTIONAL})
+
+
 class AgentSpec:
     """A registered agent: its handler, how to call it, and what it tells about itself."""
 
@@ -64,10 +133,13 @@ class AgentSpec:
         *,
         description: str | None = None,
         model: str | None = None,
+        choices: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"an agent handler must be callable, got {type(fn).__name__}")
+        check_handler(fn, ("n",) if choices else ())
         self.fn = fn
+        self.choices = choices
         self.name = name
         self.resolver = resolver
         self.model = model
@@ -82,6 +154,11 @@ class AgentSpec:
         self.wants = {
             k: (k in params or var_kw) for k in ("stream", "context", "request", "agent_data")
         }
+        if choices and not ("n" in params or var_kw):
+            raise TypeError(
+                f"agent handler {_describe(fn)} is registered with choices=True, so it is "
+                "called with n=NUMBER_OF_CHOICES: add a parameter `n: int = 1`"
+            )
         self.resolver_is_async = resolver is not None and inspect.iscoroutinefunction(resolver)
 
     async def resolve(self, name: str) -> Any:
@@ -95,9 +172,11 @@ class AgentSpec:
             data = await data
         return data
 
-    async def call(self, messages: list[dict[str, Any]], stream: bool, state: RequestState) -> Any:
+    async def call(
+        self, messages: list[dict[str, Any]], stream: bool, state: RequestState, n: int = 1
+    ) -> Any:
         """Run the handler for one request and return what it returned."""
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"n": n} if self.choices else {}
         wants = self.wants
         if wants["stream"]:
             kwargs["stream"] = stream

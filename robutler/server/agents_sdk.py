@@ -4,7 +4,7 @@ Imported only when a `Server` is given an `agents.Agent`. The whole conversation
 the run's input; a streamed run sends its text deltas as they arrive and ends with the
 run's real usage; tool calls the agent makes run inside the run. Upstream failures become
 OpenAI-shaped errors: 502 (the model API failed), 504 (it timed out), 429 (rate limited);
-a missing API key is a 503 that says so.
+a missing API key is a 503 (`upstream_key_missing`) that says so.
 """
 
 from __future__ import annotations
@@ -167,14 +167,18 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
     if os.environ.get("OPENAI_ORGANIZATION") and not os.environ.get("OPENAI_ORG_ID"):
         os.environ["OPENAI_ORG_ID"] = os.environ["OPENAI_ORGANIZATION"]  # the client reads this one
 
-    def check_key() -> None:
+    def key_problem() -> str | None:
         if needs_openai_key and not _key_configured():
-            raise RequestError(
-                503,
+            return (
                 f"Agent {agent.name!r} needs an OpenAI API key: set OPENAI_API_KEY in the "
-                "server's environment or .env.",
-                code="missing_api_key",
+                "server's environment or .env."
             )
+        return None
+
+    def check_key() -> None:
+        problem = key_problem()
+        if problem is not None:
+            raise RequestError(503, problem, code="upstream_key_missing", log_traceback=False)
 
     async def run(messages: list[dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -217,6 +221,7 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
         description=_first_line(handler.__doc__),
         model=_model_name(agent),
         pricing=getattr(agent, "_robutler_pricing", None),
+        problem=key_problem,
     )
 
 

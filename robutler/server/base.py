@@ -20,7 +20,14 @@ from starlette.routing import Route, get_route_path
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
-from .agents import RESERVED_NAMES, AgentSpec, check_name, find_agent, is_agent_name
+from .agents import (
+    RESERVED_NAMES,
+    AgentSpec,
+    check_name,
+    find_agent,
+    is_agent_name,
+    looks_like_handler,
+)
 from .auth import ApiKeys
 from .config import load_env
 from .context import RequestState, get_context
@@ -34,8 +41,8 @@ __all__ = ["AgentDecorator", "RequestState", "ServerBase", "StreamingWrapper", "
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CHAT, INFO, MODELS = "chat", "info", "models"
-_ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",)}
+CHAT, INFO, MODELS, MODEL = "chat", "info", "models", "model"
+_ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",), MODEL: ("GET",)}
 
 
 class AgentDecorator:
@@ -43,6 +50,11 @@ class AgentDecorator:
 
     `@app.agent("name")` serves a function as a static agent; `@app.agent(resolver)` serves
     it for every name `resolver(name)` accepts (returning data, or False for no such agent).
+    `@app.agent` without parentheses on a handler serves it under its function name.
+    `choices=True` registers an agent that answers the request's `n` itself: it is called
+    with `n=...` and returns a list of n replies (each a str or a message dict) or a
+    chat.completion dict with n choices. Other agents answer one choice; a request with
+    `n > 1` to them is rejected with a 400 before they run.
     `@app.agent.before_request` and `@app.agent.finalize_request` add hooks.
     """
 
@@ -51,30 +63,50 @@ class AgentDecorator:
 
     @overload
     def __call__(
-        self, name_or_resolver: str, *, description: str | None = ...
+        self, name_or_resolver: str, *, description: str | None = ..., choices: bool = ...
     ) -> Callable[[F], F]: ...
 
     @overload
     def __call__(
-        self, name_or_resolver: Callable[[str], Any], *, description: str | None = ...
+        self,
+        name_or_resolver: Callable[[str], Any],
+        *,
+        description: str | None = ...,
+        choices: bool = ...,
     ) -> Callable[[F], F]: ...
 
+    @overload
     def __call__(
-        self, name_or_resolver: str | Callable[[str], Any], *, description: str | None = None
-    ) -> Callable[[F], F]:
+        self, name_or_resolver: F, *, description: str | None = ..., choices: bool = ...
+    ) -> F: ...
+
+    def __call__(
+        self,
+        name_or_resolver: str | Callable[..., Any],
+        *,
+        description: str | None = None,
+        choices: bool = False,
+    ) -> Any:
         if isinstance(name_or_resolver, str):
             name = check_name(name_or_resolver, self._server.reserved_names)
 
             def register_static(fn: F) -> F:
-                self._server.add_agent(name, fn, description=description)
+                self._server.add_agent(name, fn, description=description, choices=choices)
                 return fn
 
             return register_static
+        if callable(name_or_resolver) and looks_like_handler(name_or_resolver):
+            # `@app.agent` without parentheses: the function is the handler, not a resolver.
+            fn = name_or_resolver
+            self._server.add_agent(_handler_name(fn), fn, description=description, choices=choices)
+            return fn
         if callable(name_or_resolver):
             resolver = name_or_resolver
 
             def register_dynamic(fn: F) -> F:
-                self._server.add_dynamic_agent(resolver, fn, description=description)
+                self._server.add_dynamic_agent(
+                    resolver, fn, description=description, choices=choices
+                )
                 return fn
 
             return register_dynamic
@@ -92,6 +124,16 @@ class AgentDecorator:
         """Run `fn(request, response)` exactly once after each chat-completion request ends."""
         self._server.hooks.add_finalize(fn)
         return fn
+
+
+def _handler_name(fn: Any) -> str:
+    name = getattr(fn, "__name__", "")
+    if not isinstance(name, str) or not name.strip("_") or name == "<lambda>":
+        raise TypeError(
+            f"@app.agent without a name needs a named function, got {fn!r}; "
+            'write @app.agent("name") instead'
+        )
+    return name.strip("_")
 
 
 class ServerBase(FastAPI):
@@ -164,6 +206,7 @@ class ServerBase(FastAPI):
         self.static_agents: dict[str, AgentSpec] = {}
         self.dynamic_agents: list[AgentSpec] = []
         self.reserved_names: set[str] = set(RESERVED_NAMES)
+        self.readiness_checks: list[Callable[[], str | None]] = []
         self.router.default = self._unmatched
         self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
         if self.api_keys is not None and not public_docs:
@@ -179,14 +222,18 @@ class ServerBase(FastAPI):
         description: str | None = None,
         model: str | None = None,
         pricing: dict[str, Any] | None = None,
+        choices: bool = False,
     ) -> AgentSpec:
-        """Serve `fn` as the static agent `name`; returns its spec."""
+        """Serve `fn` as the static agent `name`; returns its spec.
+
+        `choices=True`: `fn` answers the request's `n` itself (see `AgentDecorator`).
+        """
         check_name(name, self.reserved_names)
         if name in self.static_agents:
             raise ValueError(
                 f"an agent named {name!r} is already registered; agent names must be unique"
             )
-        spec = AgentSpec(fn, name, description=description, model=model)
+        spec = AgentSpec(fn, name, description=description, model=model, choices=choices)
         if pricing is not None:
             spec.pricing = pricing
         self.static_agents[name] = spec
@@ -194,6 +241,7 @@ class ServerBase(FastAPI):
         for path, kind in (
             (f"/{name}/chat/completions", CHAT),
             (f"/{name}/models", MODELS),
+            (f"/{name}/models/{{model_id:path}}", MODEL),
             (f"/{name}", INFO),
         ):
             self.router.routes.append(
@@ -207,9 +255,10 @@ class ServerBase(FastAPI):
         fn: Callable[..., Any],
         *,
         description: str | None = None,
+        choices: bool = False,
     ) -> AgentSpec:
         """Serve `fn` for every agent name that `resolver(name)` returns data for."""
-        spec = AgentSpec(fn, None, resolver, description=description)
+        spec = AgentSpec(fn, None, resolver, description=description, choices=choices)
         self.dynamic_agents.append(spec)
         return spec
 
@@ -225,6 +274,10 @@ class ServerBase(FastAPI):
                 schema, sorted(self.static_agents), self.api_keys is not None
             )
         return self.openapi_schema
+
+    def health_warnings(self) -> list[str]:
+        """What keeps agents from answering (e.g. a missing upstream API key), as sentences."""
+        return [problem for check in self.readiness_checks if (problem := check())]
 
     def _guard_docs(self, keys: ApiKeys) -> None:
         """Put FastAPI's documentation routes behind the API key."""
@@ -249,6 +302,7 @@ class ServerBase(FastAPI):
             "version": __version__,
             "agents": sorted(self.static_agents),
             "dynamic_agents": bool(self.dynamic_agents),
+            "warnings": self.health_warnings(),
         }
 
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -261,11 +315,15 @@ class ServerBase(FastAPI):
                 kind = MODELS
             elif len(parts) == 3 and parts[1:] == ["chat", "completions"]:
                 kind = CHAT
+            elif len(parts) >= 3 and parts[1] == "models" and all(parts[2:]):
+                kind = MODEL
             # A name that could not be an agent's is an unknown path: no resolver, hook or
             # log line ever sees it.
             if kind is not None and parts[0] not in self.reserved_names and is_agent_name(parts[0]):
                 await self.serve_agent(kind, parts[0], self.dynamic_agents, scope, receive, send)
                 return
+            await _unknown_url(scope, receive, send)
+            return
         await self.router.not_found(scope, receive, send)
 
     async def serve_agent(
@@ -316,12 +374,19 @@ class ServerBase(FastAPI):
                 "supports_streaming": True,
             }
         elif kind == MODELS:
-            body = {
-                "object": "list",
-                "data": [
-                    {"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}
-                ],
-            }
+            body = {"object": "list", "data": [_model(name)]}
+        elif kind == MODEL:
+            model_id = get_route_path(scope).strip("/").split("/", 2)[2]
+            if model_id != name:
+                await error_response(
+                    404,
+                    f"The model {model_id!r} does not exist; agent {name!r} serves the model "
+                    f"{name!r} (see GET /{name}/models).",
+                    param="model",
+                    code="model_not_found",
+                )(scope, receive, send)
+                return
+            body = _model(name)
         else:
             body = spec.info(name)
             if method == "POST":
@@ -350,6 +415,19 @@ class _KeyGuard:
             )
             return
         await self.app(scope, receive, send)
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}
+
+
+async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:
+    """OpenAI's answer to a URL it does not serve, with the routes an agent has."""
+    message = (
+        f"Invalid URL ({scope['method']} {scope['path']}): each agent NAME is served at "
+        "/NAME/chat/completions, /NAME/models and /NAME; GET /health lists the agents."
+    )
+    await error_response(404, message, code="unknown_url")(scope, receive, send)
 
 
 class _AgentRoute:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["RequestState", "get_context"]
+__all__ = ["RequestState", "current_context", "get_context"]
 
 _current: ContextVar[RequestState | None] = ContextVar("robutler_request_state", default=None)
 _record_ids = itertools.count(1)
@@ -47,10 +47,15 @@ class RequestState:
         "usage",
     )
 
-    def __init__(self, request: Request | None = None, agent_name: str | None = None) -> None:
+    def __init__(
+        self,
+        request: Request | None = None,
+        agent_name: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         self.request = request
         self.agent_name = agent_name
-        self.request_id = uuid.uuid4().hex
+        self.request_id = request_id or uuid.uuid4().hex
         self.start_time = time.perf_counter()
         self.stream = False
         self.messages: list[dict[str, Any]] = []
@@ -106,3 +111,19 @@ class RequestState:
 def get_context() -> RequestState | None:
     """The current request's `RequestState`, or None outside a request."""
     return _current.get()
+
+
+def current_context() -> RequestState:
+    """The current request's `RequestState`; RuntimeError outside a request.
+
+    The typed twin of `get_context()` for code that only runs while serving a request
+    (hooks, agents, the tools they call): no None check needed, and mypy agrees.
+    """
+    state = _current.get()
+    if state is None:
+        raise RuntimeError(
+            "current_context() was called outside a request: it works in before_request "
+            "and finalize_request hooks, agents and what they call while serving a "
+            "request. Use get_context(), which returns None there, where that can happen."
+        )
+    return state

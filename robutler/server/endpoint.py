@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from .results import (
     completion_from_dict,
     is_substantial,
     iter_items,
+    n_choices,
     one_choice,
 )
 
@@ -63,6 +65,18 @@ DEFAULT_MAX_ANSWER_SIZE = 32 * 1024 * 1024
 # buffer has room), would otherwise hold the loop for its whole answer: no other request
 # is served and the disconnect watcher cannot tell that the client left.
 YIELD_EVERY = 16
+
+
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    """The client's `X-Request-ID` when it is a safe token (letters, digits, `-_.:`, at
+    most 128 characters); None otherwise, so that a fresh id is made."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return value.decode() if _SAFE_REQUEST_ID.fullmatch(value) else None
+    return None
 
 
 class AgentRequest(Request):
@@ -248,7 +262,7 @@ class ChatHandler:
     ) -> None:
         request = AgentRequest(scope, receive)
         request.max_body_size = self.max_body_size
-        state = RequestState(request, name)
+        state = RequestState(request, name, incoming_request_id(scope))
         token = _current.set(state)
         outcome = _Outcome()
         try:
@@ -288,9 +302,18 @@ class ChatHandler:
             )
             state.messages = data["messages"]
             state.stream = req.stream is True
+            n = req.n or 1
+            if n > 1 and not spec.choices:
+                raise RequestError(
+                    400,
+                    f"Agent {state.agent_name!r} answers one choice per request; 'n' must "
+                    f"be 1, got {n}.",
+                    param="n",
+                    code="unsupported_value",
+                )
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             model = spec.model or req.model or state.agent_name or "agent"
-            await self._run(state, spec, include_usage, model, scope, receive, send, outcome)
+            await self._run(state, spec, include_usage, model, scope, receive, send, outcome, n)
             return
         except ClientDisconnect as exc:
             state.error = exc
@@ -335,9 +358,11 @@ class ChatHandler:
             detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
             failure = _Failure(500, f"{detail} (request id {rid})", code="agent_error")
         if failure.status >= 500 and not logged:
-            logger.error(
-                "agent %r: %s (request %s)", state.agent_name, failure.message, rid, exc_info=exc
-            )
+            message = failure.message  # names the request id once, whatever the cause
+            if rid not in message:
+                message += f" (request id {rid})"
+            quiet = isinstance(exc, RequestError) and not exc.log_traceback
+            logger.error("agent %r: %s", state.agent_name, message, exc_info=None if quiet else exc)
         return failure
 
     async def _run(
@@ -350,13 +375,14 @@ class ChatHandler:
         receive: Receive,
         send: Send,
         outcome: _Outcome,
+        n: int = 1,
     ) -> None:
         # The agent runs in this task. Its first step runs right away: an answer that is
         # complete before anything has to wait needs no watcher. Once it waits, a watcher
         # task cancels this task if the client leaves. (A watcher per request, even one
         # cancelled at once, keeps the request's objects alive past its end: under load
         # that alone triggers the garbage collector several times as often.)
-        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome)
+        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome, n)
         try:
             pending = coro.send(None)
         except StopIteration:
@@ -396,8 +422,11 @@ class ChatHandler:
         receive: Receive,
         send: Send,
         outcome: _Outcome,
+        n: int = 1,
     ) -> None:
-        result = await spec.call(state.messages, state.stream, state)
+        result = await spec.call(state.messages, state.stream, state, n)
+        if spec.choices:
+            result = n_choices(result, n)
         kind, value = classify(result)
         if kind == RESPONSE:
             await self._pass_through(value, scope, receive, send, outcome)

@@ -128,4 +128,26 @@ def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> 
                 **extra,
             }
         }
+        paths[f"/{name}/models/{{model_id}}"] = {
+            "get": {
+                "summary": f"The model object of agent {name}",
+                "operationId": f"model_{name}",
+                "parameters": [
+                    {
+                        "name": "model_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An OpenAI model object (its id is the agent's name)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **info_errors,
+                },
+                **extra,
+            }
+        }
     return schema

@@ -100,7 +100,11 @@ class ChatCompletionRequest(_Open):
 
 
 class RequestError(Exception):
-    """A client error to answer in OpenAI's shape."""
+    """An error to answer in OpenAI's shape.
+
+    A 5xx is logged with its traceback unless `log_traceback=False` (for a cause the
+    message says all about, such as a missing server setting).
+    """
 
     def __init__(
         self,
@@ -111,6 +115,7 @@ class RequestError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
         logged: bool = False,
+        log_traceback: bool = True,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -119,6 +124,7 @@ class RequestError(Exception):
         self.code = code
         self.headers = headers
         self.logged = logged  # the cause was logged already, where it happened
+        self.log_traceback = log_traceback
 
 
 _ERROR_TYPES = {

@@ -22,13 +22,17 @@ from .protocol import encode
 
 __all__ = [
     "AnswerTooLarge",
+    "ChoicesMismatch",
     "ChunkEncoder",
+    "UnsupportedContent",
     "UnsupportedResult",
     "assemble",
     "classify",
     "completion_from_dict",
     "iter_items",
+    "n_choices",
     "one_choice",
+    "text_content",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -45,6 +49,86 @@ class UnsupportedResult(TypeError):
             "with stream_events() or final_output, or a Starlette Response."
         )
         self.value = value
+
+
+class UnsupportedContent(UnsupportedResult):
+    """An agent's message content had a part that is not text."""
+
+    def __init__(self, part: Any) -> None:
+        kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+        TypeError.__init__(
+            self,
+            f"Agent returned a content part of type {kind!r}; Chat Completions answers carry "
+            "text only: return text parts ({'type': 'text', 'text': ...}) or a str.",
+        )
+        self.value = part
+
+
+class ChoicesMismatch(UnsupportedResult):
+    """A `choices=True` agent did not answer with the number of choices asked for."""
+
+    def __init__(self, value: Any, n: int, got: str) -> None:
+        TypeError.__init__(
+            self,
+            f"The agent was asked for n={n} choices and {got}; an agent registered with "
+            f"choices=True returns a list of {n} replies (str or message dicts) or a "
+            f"chat.completion dict with {n} choices.",
+        )
+        self.value = value
+
+
+def n_choices(result: Any, n: int) -> Any:
+    """A `choices=True` agent's result, checked to carry `n` choices.
+
+    A list (or tuple) of replies becomes a completion dict with one choice per reply; a
+    completion dict must have `n` choices; anything else is accepted only for `n == 1`.
+    """
+    result = _unwrap(result)
+    if isinstance(result, (list, tuple)):
+        if len(result) != n:
+            raise ChoicesMismatch(result, n, f"returned a list of {len(result)}")
+        choices = []
+        for index, reply in enumerate(result):
+            if isinstance(reply, str):
+                reply = {"role": "assistant", "content": reply}
+            elif not isinstance(reply, Mapping):
+                raise UnsupportedResult(reply, "returned, as a choice,")
+            choices.append({"index": index, "message": reply})
+        return {"choices": choices}
+    if isinstance(result, Mapping) and "choices" in result:
+        got = len(result.get("choices") or ())
+        if got != n:
+            raise ChoicesMismatch(result, n, f"returned a completion with {got} choice(s)")
+        return result
+    if n != 1:
+        raise ChoicesMismatch(result, n, f"returned a {type(result).__name__}")
+    return result
+
+
+_TEXT_PARTS = ("text", "output_text")
+
+
+def text_content(content: Any) -> Any:
+    """A message's content as Chat Completions answers carry it: text parts joined into a str.
+
+    Anything but a list is returned as it is; a part that is not text raises
+    `UnsupportedContent`.
+    """
+    if not isinstance(content, list):
+        return content
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif (
+            isinstance(part, Mapping)
+            and part.get("type") in _TEXT_PARTS
+            and isinstance(part.get("text"), str)
+        ):
+            texts.append(part["text"])
+        else:
+            raise UnsupportedContent(part)
+    return "".join(texts)
 
 
 # Result kinds.
@@ -153,7 +237,7 @@ def _tool_calls(calls: Iterable[Any]) -> list[dict[str, Any]]:
 def _message(msg: Mapping[str, Any]) -> dict[str, Any]:
     message = dict(msg)
     message.setdefault("role", "assistant")
-    message.setdefault("content", None)
+    message["content"] = text_content(message.get("content"))
     if message.get("tool_calls"):
         message["tool_calls"] = _tool_calls(message["tool_calls"])
     else:
@@ -185,7 +269,7 @@ def completion_from_dict(
         finish = "tool_calls" if message.get("tool_calls") else "stop"
         return one_choice(message, finish, cid, created, model)
     completion = dict(value)
-    completion.setdefault("id", cid)
+    completion["id"] = cid  # one id per request, whatever the agent's dict said
     completion["object"] = "chat.completion"
     completion.setdefault("created", created)
     if not completion.get("model"):
@@ -326,6 +410,8 @@ class ChunkEncoder:
             if index in self.finished:
                 continue  # nothing may follow a choice's finish
             delta = dict(choice.get("delta") or {})
+            if isinstance(delta.get("content"), list):
+                delta["content"] = text_content(delta["content"])
             if index not in self.roles:
                 self.roles.add(index)
                 delta["role"] = "assistant"
@@ -485,7 +571,7 @@ async def assemble(
             for key, val in delta.items():
                 if key == "content":
                     if val is not None:
-                        choice.content.append(val)
+                        choice.content.append(text_content(val))
                         choice.has_content = True
                         budget -= len(val)
                 elif key == "tool_calls":

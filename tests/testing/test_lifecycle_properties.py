@@ -137,7 +137,8 @@ class FinalizeTwiceOnDisconnect(ChatHandler):
 
     async def _run(self, state: Any, *args: Any) -> None:
         await super()._run(state, *args)
-        response = args[-1].response
+        outcome = next(a for a in args if hasattr(a, "started"))
+        response = outcome.response
         if isinstance(response, StreamingWrapper) and response.disconnected:
             await self.hooks.run_finalize(state, response)
 
