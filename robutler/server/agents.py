@@ -15,7 +15,9 @@ from .protocol import RequestError
 __all__ = ["AgentSpec", "check_name", "find_agent"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]*$")
-RESERVED_NAMES = frozenset({"health", "docs", "redoc", "openapi.json", "favicon.ico", "static"})
+RESERVED_NAMES = frozenset(
+    {"health", "docs", "redoc", "openapi.json", "favicon.ico", "static", "playground"}
+)
 
 
 def check_name(name: Any, reserved: set[str] | frozenset[str] = RESERVED_NAMES) -> str:

@@ -24,6 +24,7 @@ from .auth import ApiKeys
 from .config import load_env
 from .endpoint import DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
 from .lifecycle import Hooks
+from .playground import PAGE_PATH, Playground
 from .protocol import RequestError, encode
 
 __all__ = ["AgentDecorator", "ServerBase"]
@@ -101,6 +102,8 @@ class ServerBase(FastAPI):
     - `max_body_size` (bytes, 413 beyond), `max_messages` and `max_depth` (422 beyond).
     - `cors_origins`: origins allowed by CORS (off by default).
     - `env_file`: the `.env` to load first (default `./.env`), never overriding the environment.
+    - `playground`: the chat page at `/playground` and `/NAME/playground`; None (default)
+      means on unless API keys are configured.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class ServerBase(FastAPI):
         max_depth: int = 64,
         cors_origins: Iterable[str] | None = None,
         env_file: str | None = None,
+        playground: bool | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -148,6 +152,8 @@ class ServerBase(FastAPI):
         self.reserved_names: set[str] = set(RESERVED_NAMES)
         self.router.default = self._unmatched
         self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
+        self.playground = Playground(self, playground)
+        self.router.routes.append(Route(PAGE_PATH, self.playground, name="playground"))
 
     # registration ---------------------------------------------------------------------
 
@@ -217,6 +223,9 @@ class ServerBase(FastAPI):
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             parts = get_route_path(scope).strip("/").split("/")
+            if len(parts) == 2 and parts[1] == "playground" and parts[0] not in self.reserved_names:
+                await self.playground.serve(scope, receive, send, parts[0])
+                return
             kind = None
             if len(parts) == 1 and parts[0]:
                 kind = INFO
