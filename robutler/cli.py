@@ -72,6 +72,8 @@ def _banner(app: Any, host: str, port: int) -> str:
         lines.append(f"  agent {name:<12} {base}/{name}/chat/completions")
     if getattr(app, "dynamic_agents", None):
         lines.append(f"  dynamic agents    {base}/<name>/chat/completions")
+    if getattr(getattr(app, "playground", None), "enabled", False):
+        lines.append(f"  playground         {base}/playground   (chat in a browser)")
     example = names[0] if names else "NAME"
     lines += [
         "",

@@ -109,7 +109,9 @@ def test_api_keys_turn_it_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) 
         response = c.get("/playground")  # the page itself wants no key ...
         assert response.status_code == 200
         assert config_of(response.text)["keys"] is True  # ... and tells the page that routes do
-        chat = c.post("/echo/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        chat = c.post(
+            "/echo/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+        )
         assert chat.status_code == 401
         # with keys, resolvers are not asked on behalf of an unauthenticated page visitor
         assert c.get("/anyone/playground").status_code == 200
@@ -201,7 +203,9 @@ def test_ui_files_are_package_data_in_the_wheel(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     for package in ("robutler", "robutler_testing"):
-        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True,
@@ -213,3 +217,13 @@ def test_ui_files_are_package_data_in_the_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in UI_FILES:
         assert f"robutler/server/playground_ui/{name}" in names
+
+
+def test_serve_banner_prints_the_playground_url_when_it_is_on() -> None:
+    from robutler.cli import _banner
+
+    assert "  playground         http://127.0.0.1:8000/playground" in _banner(
+        make_app(), "127.0.0.1", 8000
+    )
+    assert "/playground" not in _banner(make_app(playground=False), "127.0.0.1", 8000)
+    assert "/playground" not in _banner(make_app(api_keys=["sk-x"]), "127.0.0.1", 8000)

@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import HTTPException
 
@@ -88,9 +94,11 @@ class Tab:
         self.bad_responses: list[str] = []
         self.page.on(
             "console",
-            lambda m: self.console.append(f"{m.type}: {m.text}")
-            if m.type in ("error", "warning")
-            else None,
+            lambda m: (
+                self.console.append(f"{m.type}: {m.text}")
+                if m.type in ("error", "warning")
+                else None
+            ),
         )
         self.page.on("pageerror", lambda e: self.page_errors.append(str(e)))
         self.page.on("dialog", self._dialog)
@@ -198,7 +206,9 @@ def test_demo_page_loads_and_chats_with_no_console_errors(tab: Tab, serve: Any) 
     tab.page.select_option("#agent", "stream")
     tab.say("robots")
     answer = tab.wait_answered(1)
-    expect(answer.locator(".content")).to_have_text(re.compile(r"^Here is a short story about robots\."))
+    expect(answer.locator(".content")).to_have_text(
+        re.compile(r"^Here is a short story about robots\.")
+    )
     expect(answer.locator(".fact-finish")).to_have_text("finish stop")
     tab.assert_clean()
     assert tab.bad_responses == []
@@ -328,12 +338,16 @@ def test_tool_calls_usage_and_a_mid_stream_error_are_shown(tab: Tab, serve: Any)
     tab.say("Count")
     answer = tab.wait_answered(1)
     expect(answer.locator(".content")).to_have_text("one ")
-    expect(answer.locator(".error")).to_have_text(re.compile(r"^The agent failed\. \(request id \w+\)$"))
+    expect(answer.locator(".error")).to_have_text(
+        re.compile(r"^The agent failed\. \(request id \w+\)$")
+    )
     tab.assert_clean()
 
 
 def test_keyed_server_shows_a_wrong_key_error_then_works(tab: Tab, serve: Any) -> None:
-    app = Server(agents=[MockAgent("echo", reply="Welcome!")], api_keys=["sk-right"], playground=True)
+    app = Server(
+        agents=[MockAgent("echo", reply="Welcome!")], api_keys=["sk-right"], playground=True
+    )
     tab.open(serve(app) + "/playground")
     key = tab.page.locator("#api-key")
     expect(key).to_be_visible()  # the server said it wants a key
@@ -454,3 +468,50 @@ def test_sse_is_parsed_like_the_official_client(tab: Tab, serve: Any, openai_cli
     tab.say("hi")
     expect(tab.wait_answered(1).locator(".content")).to_have_text(official)
     tab.assert_clean()
+
+
+def test_robutler_serve_prints_the_playground_url_and_it_chats(tab: Tab) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robutler", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        url, seen = None, []
+        while url is None:
+            try:
+                seen.append(lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
+            except queue.Empty:
+                pytest.fail("robutler serve printed no playground URL:\n" + "".join(seen))
+            found = re.search(r"^  playground +(http://127\.0\.0\.1:\d+/playground)\b", seen[-1])
+            url = found.group(1) if found else None
+        while True:  # the banner comes before uvicorn listens
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "robutler serve did not come up"
+            time.sleep(0.05)
+        tab.open(url)
+        tab.page.select_option("#agent", "stream")
+        tab.say("cats")
+        answer = tab.wait_answered(1)
+        expect(answer.locator(".content")).to_have_text(
+            re.compile(r"^Here is a short story about cats\. .+ everyone was pleased\.$")
+        )
+        tab.assert_clean()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -35,7 +35,7 @@ _MODELS_PATH = "/v1/models"
 
 
 def _read(name: str) -> str:
-    return files(__package__).joinpath("playground_ui", name).read_text(encoding="utf-8")
+    return (files(__package__) / "playground_ui" / name).read_text(encoding="utf-8")
 
 
 def _digest(text: str) -> str:
@@ -121,16 +121,20 @@ class Playground:
             )(scope, receive, send)
             return
         server = self.server
-        if agent is not None and agent not in server.static_agents:
-            # Asking resolvers would tell an unauthenticated visitor which names exist.
-            if not server.dynamic_agents or server.api_keys is None:
-                try:
-                    await find_agent(agent, server.dynamic_agents)
-                except RequestError as exc:
-                    await error_response(exc.status, exc.message, param=exc.param, code=exc.code)(
-                        scope, receive, send
-                    )
-                    return
+        # With keys, resolvers are not asked: that would tell an unauthenticated visitor
+        # which names exist. Without dynamic agents an unknown name is a 404 either way.
+        if (
+            agent is not None
+            and agent not in server.static_agents
+            and (not server.dynamic_agents or server.api_keys is None)
+        ):
+            try:
+                await find_agent(agent, server.dynamic_agents)
+            except RequestError as exc:
+                await error_response(exc.status, exc.message, param=exc.param, code=exc.code)(
+                    scope, receive, send
+                )
+                return
         config = {**self._config(), "agent": agent, "base": scope.get("root_path", "")}
         body = b"".join((_HEAD, _script_json(config), _TAIL))
         await send(

@@ -370,6 +370,7 @@
 
   setAgents(config.agents || []);
   if (config.dynamic) ui.other.hidden = false;
+  else if (!ui.agent.options.length) ui.empty.textContent = "This server has no agents yet.";
   if (config.title) document.title = `${config.title} - playground`;
   ui.key.value = apiKey();
   if (config.keys || ui.key.value) showKeyField();
