@@ -94,6 +94,8 @@ def _banner(app: Any, host: str, port: int) -> str:
         lines.append(f"  agent {name:<12} {base}/{name}/chat/completions")
     if dynamic:
         lines.append(f"  dynamic agents    {base}/<name>/chat/completions")
+    if getattr(getattr(app, "playground", None), "enabled", False):
+        lines.append(f"  playground         {base}/playground   (chat in a browser)")
     if not names and not dynamic:
         lines.append(
             '  no agents are registered yet: add one with @app.agent("name") or '

@@ -24,7 +24,9 @@ __all__ = [
 
 MAX_NAME_LENGTH = 128
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
-RESERVED_NAMES = frozenset({"health", "docs", "redoc", "openapi.json", "favicon.ico", "static"})
+RESERVED_NAMES = frozenset(
+    {"health", "docs", "redoc", "openapi.json", "favicon.ico", "static", "playground"}
+)
 OPTIONAL = ("stream", "context", "request", "agent_data")  # passed only when the handler names them
 
 

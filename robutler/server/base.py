@@ -33,6 +33,7 @@ from .config import load_env
 from .context import RequestState, get_context
 from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
 from .lifecycle import Hooks, StreamingWrapper
+from .playground import PAGE_PATH, Playground
 from .protocol import RequestError, encode
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
@@ -156,6 +157,8 @@ class ServerBase(FastAPI):
     - `hook_errors`: what a `before_request` hook that raises something other than
       `HTTPException` does: `"log"` (default) logs it with its traceback and serves the
       request; `"reject"` answers 500 with code `hook_error` (fail closed).
+    - `playground`: the chat page at `/playground` and `/NAME/playground`; None (default)
+      means on unless API keys are configured.
     """
 
     def __init__(
@@ -170,6 +173,7 @@ class ServerBase(FastAPI):
         public_docs: bool | None = None,
         env_file: str | None = None,
         hook_errors: str = "log",
+        playground: bool | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -211,6 +215,8 @@ class ServerBase(FastAPI):
         self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
         if self.api_keys is not None and not public_docs:
             self._guard_docs(self.api_keys)
+        self.playground = Playground(self, playground)
+        self.router.routes.append(Route(PAGE_PATH, self.playground, name="playground"))
 
     # registration ---------------------------------------------------------------------
 
@@ -308,6 +314,9 @@ class ServerBase(FastAPI):
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             parts = get_route_path(scope).strip("/").split("/")
+            if len(parts) == 2 and parts[1] == "playground" and parts[0] not in self.reserved_names:
+                await self.playground.serve(scope, receive, send, parts[0])
+                return
             kind = None
             if len(parts) == 1 and parts[0]:
                 kind = INFO

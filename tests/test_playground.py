@@ -1,0 +1,229 @@
+"""The playground page as the server serves it: routes, switches, headers, what it embeds.
+
+What the page does in a browser is in test_playground_browser.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from robutler.server import Server, ServerBase
+from robutler_testing import MockAgent
+
+ROOT = Path(__file__).resolve().parent.parent
+UI_FILES = ("playground.html", "playground.css", "playground.js")
+
+
+def make_app(**kwargs: Any) -> Server:
+    app = Server(agents=[MockAgent("echo"), MockAgent("stream")], **kwargs)
+
+    async def find(name: str) -> Any:
+        return {"greeting": "Arr"} if name == "pirate" else False
+
+    @app.agent(find)
+    async def persona(messages: Any, stream: bool = False, agent_data: Any = None) -> str:
+        return f"{agent_data['greeting']}!"
+
+    return app
+
+
+def config_of(page: str) -> dict[str, Any]:
+    found = re.search(
+        r'<script type="application/json" id="robutler-config">(.*?)</script>', page, re.S
+    )
+    assert found, "the page has no config block"
+    return json.loads(found.group(1))
+
+
+def assert_openai_404(response: Any, code: str) -> None:
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "not_found_error"
+    assert error["code"] == code
+
+
+@pytest.fixture
+def client() -> Any:
+    with TestClient(make_app()) as c:
+        yield c
+
+
+def test_playground_page_is_html_with_the_agents(client: Any) -> None:
+    response = client.get("/playground")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.text.startswith("<!doctype html>")
+    config = config_of(response.text)
+    assert config["agents"] == ["echo", "stream"]
+    assert config["dynamic"] is True
+    assert config["keys"] is False
+    assert config["agent"] is None
+    assert config["models"] is None  # no /v1/models route on this server
+    assert config["base"] == ""
+
+
+def test_agent_playground_opens_on_that_agent(client: Any) -> None:
+    for name in ("stream", "pirate"):  # static and dynamic
+        response = client.get(f"/{name}/playground")
+        assert response.status_code == 200, name
+        assert config_of(response.text)["agent"] == name
+
+
+def test_unknown_agent_playground_is_an_openai_404(client: Any) -> None:
+    assert_openai_404(client.get("/nobody/playground"), "agent_not_found")
+
+
+def test_playground_false_turns_it_off() -> None:
+    with TestClient(make_app(playground=False)) as c:
+        for path in ("/playground", "/echo/playground", "/pirate/playground"):
+            response = c.get(path)
+            assert_openai_404(response, "playground_off")
+            assert "playground=True" in response.json()["error"]["message"]
+        # the agents still work
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        assert c.post("/echo/chat/completions", json=body).status_code == 200
+
+
+def test_api_keys_turn_it_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    with TestClient(make_app(api_keys=["sk-test"])) as c:
+        assert_openai_404(c.get("/playground"), "playground_off")
+    monkeypatch.setenv("ROBUTLER_API_KEYS", "sk-env")
+    with TestClient(make_app()) as c:
+        assert_openai_404(c.get("/playground"), "playground_off")
+    with TestClient(make_app(playground=True)) as c:
+        response = c.get("/playground")  # the page itself wants no key ...
+        assert response.status_code == 200
+        assert config_of(response.text)["keys"] is True  # ... and tells the page that routes do
+        chat = c.post(
+            "/echo/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+        )
+        assert chat.status_code == 401
+        # with keys, resolvers are not asked on behalf of an unauthenticated page visitor
+        assert c.get("/anyone/playground").status_code == 200
+
+
+def test_keyed_server_without_dynamic_agents_still_404s_unknown_names() -> None:
+    app = Server(agents=[MockAgent("echo")], api_keys=["sk-test"], playground=True)
+    with TestClient(app) as c:
+        assert_openai_404(c.get("/nobody/playground"), "agent_not_found")
+        assert c.get("/echo/playground").status_code == 200
+
+
+def test_playground_is_a_reserved_agent_name() -> None:
+    app = ServerBase()
+    with pytest.raises(ValueError, match="collides with the server route /playground"):
+        app.agent("playground")(lambda messages: "x")
+    with pytest.raises(ValueError, match="/playground"):
+        Server(agents={"playground": MockAgent("x")})
+
+
+def test_playground_option_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="playground must be True, False or None"):
+        ServerBase(playground="yes")  # type: ignore[arg-type]
+
+
+def test_only_get_and_head(client: Any) -> None:
+    response = client.post("/playground")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    head = client.head("/echo/playground")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) == len(client.get("/echo/playground").content)
+
+
+def test_page_has_no_external_references(client: Any) -> None:
+    page = client.get("/playground").text
+    assert "http://" not in page
+    assert "https://" not in page
+    for attr, value in re.findall(r'\b(src|href|action)\s*=\s*"([^"]*)"', page):
+        assert value.startswith("data:"), f"{attr}={value!r} would load something"
+    assert not re.search(r"url\(|@import|//cdn|<link[^>]+stylesheet", page)
+    assert "<script src" not in page
+
+
+def test_csp_allows_exactly_the_inline_script_and_style(client: Any) -> None:
+    response = client.get("/playground")
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "connect-src 'self'" in csp
+
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    scripts = re.findall(r"<script>(.*?)</script>", response.text, re.S)
+    styles = re.findall(r"<style>(.*?)</style>", response.text, re.S)
+    assert len(scripts) == 1 and len(styles) == 1
+    assert f"script-src {digest(scripts[0])};" in csp
+    assert f"style-src {digest(styles[0])};" in csp
+    assert "unsafe-inline" not in csp
+
+
+def test_config_is_escaped_inside_the_script_element() -> None:
+    title = "</script><script>alert(1)</script>"
+    with TestClient(Server(agents=[MockAgent("echo")], title=title)) as c:
+        page = c.get("/playground").text
+    assert title not in page
+    assert config_of(page)["title"] == title
+
+
+def test_models_route_and_root_path_reach_the_page() -> None:
+    app = make_app()
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": []}
+
+    with TestClient(app, root_path="/api") as c:
+        config = config_of(c.get("/playground").text)
+    assert config["models"] == "/v1/models"
+    assert config["base"] == "/api"
+
+
+def test_ui_files_are_package_data_in_the_wheel(tmp_path: Path) -> None:
+    # build from a copy: an in-tree build/ directory could hold files from an older build
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("robutler", "robutler_testing"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("robutler-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in UI_FILES:
+        assert f"robutler/server/playground_ui/{name}" in names
+
+
+def test_serve_banner_prints_the_playground_url_when_it_is_on() -> None:
+    from robutler.cli import _banner
+
+    assert "  playground         http://127.0.0.1:8000/playground" in _banner(
+        make_app(), "127.0.0.1", 8000
+    )
+    assert "/playground" not in _banner(make_app(playground=False), "127.0.0.1", 8000)
+    assert "/playground" not in _banner(make_app(api_keys=["sk-x"]), "127.0.0.1", 8000)
