@@ -1,0 +1,447 @@
+"""The Responses API request: validation, and its conversation as Chat Completions messages.
+
+Agents are written once, for Chat Completions `messages`; a Responses request reaches
+them as those messages. `parse_responses_request` validates the body (422 naming the
+field, like `protocol.parse_request`) and converts `input` in the same pass, so a bad
+item is rejected before any agent runs. `items_to_messages` is the conversion itself;
+it also turns a stored response's `output` back into the messages of its turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
+from pydantic_core import from_json
+
+from ..protocol import RequestError, _integral, _too_deep, _validation_error
+
+__all__ = [
+    "ResponsesRequest",
+    "chat_messages",
+    "items_to_messages",
+    "parse_responses_request",
+]
+
+_Int = Annotated[int, BeforeValidator(_integral)]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ResponsesRequest(_Open):
+    """A Responses API request; fields not listed here are kept as they came.
+
+    `input_messages` is `input` as Chat Completions messages (set by
+    `parse_responses_request`); `echo()` the request fields a response object repeats.
+    """
+
+    model: StrictStr | None = None
+    input: StrictStr | list[Any]
+    instructions: StrictStr | None = None
+    stream: StrictBool | None = False
+    store: StrictBool | None = True
+    previous_response_id: StrictStr | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: StrictBool | None = None
+    metadata: dict[StrictStr, StrictStr] | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: Annotated[_Int, Field(ge=1)] | None = None
+    max_tool_calls: Annotated[_Int, Field(ge=0)] | None = None
+    top_logprobs: Annotated[_Int, Field(ge=0, le=20)] | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+    include: list[StrictStr] | None = None
+    user: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
+    service_tier: StrictStr | None = None
+    stream_options: dict[str, Any] | None = None
+    background: StrictBool | None = None
+
+    _input_messages: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    _echo: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @property
+    def input_messages(self) -> list[dict[str, Any]]:
+        """`input` as Chat Completions messages (without instructions or earlier turns)."""
+        return self._input_messages
+
+    def echo(self) -> dict[str, Any]:
+        """The fields of a response object that repeat this request (computed once)."""
+        if self._echo is None:
+            self._echo = {
+                "instructions": self.instructions,
+                "metadata": dict(self.metadata or {}),
+                "parallel_tool_calls": (
+                    True if self.parallel_tool_calls is None else self.parallel_tool_calls
+                ),
+                "previous_response_id": self.previous_response_id,
+                "store": self.store is not False,
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "max_output_tokens": self.max_output_tokens,
+                "max_tool_calls": self.max_tool_calls,
+                "tool_choice": self.tool_choice if self.tool_choice is not None else "auto",
+                "tools": list(self.tools or []),
+                "text": self.text if self.text is not None else {"format": {"type": "text"}},
+                "truncation": self.truncation or "disabled",
+                "top_logprobs": self.top_logprobs,
+                "user": self.user,
+                "background": False,
+            }
+            if self.reasoning is not None:
+                self._echo["reasoning"] = self.reasoning
+        return self._echo
+
+    def chat_tools(self) -> list[dict[str, Any]] | None:
+        """`tools` in the Chat Completions shape (`{"type": "function", "function": {...}}`).
+
+        Function tools are converted; other tool types are kept as they came.
+        """
+        if self.tools is None:
+            return None
+        out = []
+        for tool in self.tools:
+            if tool.get("type") == "function" and "function" not in tool:
+                function = {k: v for k, v in tool.items() if k != "type"}
+                out.append({"type": "function", "function": function})
+            else:
+                out.append(tool)
+        return out
+
+    def chat_tool_choice(self) -> str | dict[str, Any] | None:
+        """`tool_choice` in the Chat Completions shape."""
+        choice = self.tool_choice
+        if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
+            return {"type": "function", "function": {"name": choice["name"]}}
+        return choice
+
+
+# Fields robutler cannot honour: refused with a 400 rather than silently ignored.
+_UNSUPPORTED = {
+    "background": "background responses are not supported; send background=false or leave it out",
+    "conversation": (
+        "conversations are not supported; chain turns with previous_response_id, or send "
+        "the whole conversation as input"
+    ),
+    "prompt": "prompt templates are not supported; send the prompt as instructions and input",
+}
+
+_MAX_METADATA = 16
+
+
+def _bad(param: str, message: str, code: str = "invalid_value") -> RequestError:
+    return RequestError(422, f"Invalid value for '{param}': {message}", param=param, code=code)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def parse_responses_request(
+    body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
+) -> tuple[dict[str, Any], ResponsesRequest]:
+    """Parse and validate a Responses request body; return the raw dict and the model.
+
+    The model's `input_messages` hold `input` as Chat Completions messages. Raises
+    `RequestError`: 422 naming the field at fault (also beyond `max_messages` input items
+    or `max_depth` levels of nesting), 400 for a feature robutler does not offer.
+    """
+    if not body:
+        raise RequestError(
+            422,
+            "The request body is empty; send a JSON object with 'input'.",
+            code="invalid_json",
+        )
+    try:
+        data = from_json(body)
+    except ValueError as exc:
+        raise RequestError(
+            422, f"The request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
+    if not isinstance(data, dict):
+        raise RequestError(
+            422,
+            f"The request body must be a JSON object, got {type(data).__name__}.",
+            code="invalid_json",
+        )
+    items = data.get("input")
+    if isinstance(items, list) and len(items) > max_messages:
+        raise RequestError(
+            422,
+            f"Too many input items: {len(items)} (the limit is {max_messages}).",
+            param="input",
+            code="too_many_messages",
+        )
+    if _too_deep(data, max_depth):
+        raise RequestError(
+            422, f"The request body nests deeper than {max_depth} levels.", code="too_deeply_nested"
+        )
+    for name, why in _UNSUPPORTED.items():
+        if data.get(name) not in (None, False):
+            raise RequestError(
+                400,
+                f"Unsupported parameter '{name}': {why}.",
+                param=name,
+                code="unsupported_parameter",
+            )
+    try:
+        request = ResponsesRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    _check_metadata(request.metadata)
+    _check_tools(request.tools)
+    request._input_messages = (
+        [{"role": "user", "content": request.input}]
+        if isinstance(request.input, str)
+        else items_to_messages(request.input, "input")
+    )
+    return data, request
+
+
+def _check_metadata(metadata: dict[str, str] | None) -> None:
+    if not metadata:
+        return
+    if len(metadata) > _MAX_METADATA:
+        raise _bad("metadata", f"at most {_MAX_METADATA} key-value pairs, got {len(metadata)}")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise _bad("metadata", f"keys have at most 64 characters, got {len(key)}")
+        if len(value) > 512:
+            raise _bad(f"metadata.{key}", f"values have at most 512 characters, got {len(value)}")
+
+
+def _check_tools(tools: list[dict[str, Any]] | None) -> None:
+    for i, tool in enumerate(tools or ()):
+        kind = tool.get("type")
+        if not isinstance(kind, str):
+            raise _bad(f"tools[{i}].type", f"must be a string, got {_kind(kind)}")
+        if kind == "function" and not isinstance(tool.get("name"), str):
+            got = "a Chat Completions tool" if "function" in tool else _kind(tool.get("name"))
+            raise _bad(
+                f"tools[{i}].name",
+                f"a function tool has a string 'name' next to its 'type' "
+                f'({{"type": "function", "name": ..., "parameters": ...}}), got {got}',
+            )
+
+
+# input items -> chat messages --------------------------------------------------------
+
+_ROLES = ("user", "assistant", "system", "developer")
+_DROPPED_KEYS = frozenset({"type", "id", "status", "role", "content"})
+
+
+def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[str, Any]]:
+    """Responses input items as Chat Completions messages.
+
+    Messages keep their role; `input_text` parts become `text` parts (a lone text part
+    becomes the string content), `input_image` an `image_url` part, `input_file` a `file`
+    part; an assistant's `output_text` parts are joined and a `refusal` part becomes its
+    `refusal`. `function_call` items become the `tool_calls` of an assistant message (of
+    the assistant message right before them, if any), `function_call_output` items `tool`
+    messages. Raises `RequestError` (422) naming the item at fault as `where[i]...`.
+    """
+    messages: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        path = f"{where}[{i}]"
+        if not isinstance(item, Mapping):
+            raise _bad(path, f"an input item is an object, got {_kind(item)}")
+        kind = item.get("type")
+        if kind is None or kind == "message":
+            messages.append(_message(item, path))
+        elif kind == "function_call":
+            call = _function_call(item, path)
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+                if last.get("content") == "":
+                    last["content"] = None
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            messages.append(_function_output(item, path))
+        elif isinstance(kind, str):
+            raise _bad(
+                f"{path}.type",
+                f"input items of type {kind!r} are not supported; send messages, "
+                "function_call and function_call_output items",
+                code="unsupported_value",
+            )
+        else:
+            raise _bad(f"{path}.type", f"must be a string, got {_kind(kind)}")
+    return messages
+
+
+def _message(item: Mapping[str, Any], path: str) -> dict[str, Any]:
+    role = item.get("role")
+    if role not in _ROLES:
+        if "role" not in item:
+            raise _bad(f"{path}.role", "is missing; a message item has a role and content")
+        raise _bad(f"{path}.role", f"must be one of {', '.join(_ROLES)}, got {role!r}")
+    if "content" not in item:
+        raise _bad(f"{path}.content", "is missing; a message item has a role and content")
+    content = item["content"]
+    message: dict[str, Any] = {"role": role}
+    if isinstance(content, str):
+        message["content"] = content
+    elif isinstance(content, list):
+        if role == "assistant":
+            message.update(_assistant_content(content, f"{path}.content"))
+        else:
+            message["content"] = _parts(content, f"{path}.content")
+    else:
+        raise _bad(
+            f"{path}.content", f"must be a string or an array of parts, got {_kind(content)}"
+        )
+    for key, value in item.items():
+        if key not in _DROPPED_KEYS:
+            message[key] = value
+    return message
+
+
+def _text(part: Mapping[str, Any], path: str, key: str = "text") -> str:
+    text = part.get(key)
+    if not isinstance(text, str):
+        raise _bad(f"{path}.{key}", f"must be a string, got {_kind(text)}")
+    return text
+
+
+def _parts(parts: list[Any], path: str) -> str | list[dict[str, Any]]:
+    """User/system/developer (and tool output) parts as chat content parts."""
+    out: list[dict[str, Any]] = []
+    for j, part in enumerate(parts):
+        ppath = f"{path}[{j}]"
+        if not isinstance(part, Mapping):
+            raise _bad(ppath, f"a content part is an object, got {_kind(part)}")
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            out.append({"type": "text", "text": _text(part, ppath)})
+        elif kind == "input_image":
+            url = part.get("image_url")
+            if not isinstance(url, str):
+                what = "a file_id" if part.get("file_id") else _kind(url)
+                raise _bad(
+                    f"{ppath}.image_url",
+                    f"must be a URL or data URL string (images by file_id are not supported), "
+                    f"got {what}",
+                    code="unsupported_value" if part.get("file_id") else "invalid_value",
+                )
+            image: dict[str, Any] = {"url": url}
+            if part.get("detail") is not None:
+                image["detail"] = part["detail"]
+            out.append({"type": "image_url", "image_url": image})
+        elif kind == "input_file":
+            file = {k: v for k, v in part.items() if k != "type" and v is not None}
+            out.append({"type": "file", "file": file})
+        elif isinstance(kind, str):
+            raise _bad(
+                f"{ppath}.type",
+                f"content parts of type {kind!r} are not supported; use input_text, "
+                "input_image or input_file",
+                code="unsupported_value",
+            )
+        else:
+            raise _bad(f"{ppath}.type", f"must be a string, got {_kind(kind)}")
+    if len(out) == 1 and out[0]["type"] == "text":
+        return str(out[0]["text"])
+    return out
+
+
+def _assistant_content(parts: list[Any], path: str) -> dict[str, Any]:
+    """An assistant message's parts: text joined into `content`, refusals into `refusal`."""
+    texts: list[str] = []
+    refusals: list[str] = []
+    for j, part in enumerate(parts):
+        ppath = f"{path}[{j}]"
+        if not isinstance(part, Mapping):
+            raise _bad(ppath, f"a content part is an object, got {_kind(part)}")
+        kind = part.get("type")
+        if kind in ("output_text", "input_text", "text"):
+            texts.append(_text(part, ppath))
+        elif kind == "refusal":
+            refusals.append(_text(part, ppath, "refusal"))
+        else:
+            raise _bad(
+                f"{ppath}.type",
+                f"an assistant message's parts are output_text or refusal, got {kind!r}",
+                code="unsupported_value",
+            )
+    out: dict[str, Any] = {"content": "".join(texts) if texts or not refusals else None}
+    if refusals:
+        out["refusal"] = "".join(refusals)
+    return out
+
+
+def _function_call(item: Mapping[str, Any], path: str) -> dict[str, Any]:
+    for key in ("call_id", "name", "arguments"):
+        value = item.get(key)
+        if not isinstance(value, str):
+            if key not in item:
+                raise _bad(
+                    f"{path}.{key}",
+                    "is missing; a function_call item has call_id, name and arguments",
+                )
+            raise _bad(f"{path}.{key}", f"must be a string, got {_kind(value)}")
+    return {
+        "id": item["call_id"],
+        "type": "function",
+        "function": {"name": item["name"], "arguments": item["arguments"]},
+    }
+
+
+def _function_output(item: Mapping[str, Any], path: str) -> dict[str, Any]:
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str):
+        if call_id is None:
+            raise _bad(
+                f"{path}.call_id",
+                "is missing; a function_call_output item names the call_id it answers",
+            )
+        raise _bad(f"{path}.call_id", f"must be a string, got {_kind(call_id)}")
+    if "output" not in item:
+        raise _bad(f"{path}.output", "is missing; a function_call_output item has an output")
+    output = item["output"]
+    if isinstance(output, list):
+        content: Any = _parts(output, f"{path}.output")
+    elif isinstance(output, str):
+        content = output
+    else:
+        raise _bad(f"{path}.output", f"must be a string or an array of parts, got {_kind(output)}")
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def chat_messages(
+    request: ResponsesRequest, previous: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The conversation an agent gets: instructions as a leading system message, then the
+    earlier turns (`previous`, Chat Completions messages), then this request's input."""
+    messages: list[dict[str, Any]] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    messages.extend(dict(m) for m in previous)
+    messages.extend(request.input_messages)
+    return messages
