@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import from_json
 
-from ..protocol import RequestError, _integral, _too_deep, _validation_error
+from ..protocol import RequestError, _integral, _too_deep
 
 __all__ = [
     "ResponsesRequest",
@@ -189,7 +189,16 @@ def parse_responses_request(
             f"The request body must be a JSON object, got {type(data).__name__}.",
             code="invalid_json",
         )
-    items = data.get("input")
+    if "input" not in data:
+        raise RequestError(
+            422,
+            "Missing required parameter: 'input' (a string, or a list of input items).",
+            param="input",
+            code="missing_required_parameter",
+        )
+    items = data["input"]
+    if not isinstance(items, (str, list)):
+        raise _bad("input", f"must be a string or an array of input items, got {_kind(items)}")
     if isinstance(items, list) and len(items) > max_messages:
         raise RequestError(
             422,
@@ -212,7 +221,7 @@ def parse_responses_request(
     try:
         request = ResponsesRequest.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise _invalid(exc) from None
     _check_metadata(request.metadata)
     _check_tools(request.tools)
     request._input_messages = (
@@ -221,6 +230,35 @@ def parse_responses_request(
         else items_to_messages(request.input, "input")
     )
     return data, request
+
+
+def _invalid(exc: ValidationError) -> RequestError:
+    """The 422 for pydantic's errors: the deepest one, named by its field path."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+
+    def field_path(error: Any) -> list[int | str]:
+        # pydantic names union branches in the path ("str", "list[any]", "literal[...]")
+        return [p for p in error["loc"] if not (isinstance(p, str) and _is_tag(p))]
+
+    first = max(errors, key=lambda e: len(field_path(e)))
+    param = ""
+    for part in field_path(first):
+        param += f"[{part}]" if isinstance(part, int) else (f".{part}" if param else part)
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    where = f"'{param}'" if param else "the request body"
+    return RequestError(
+        422,
+        f"Invalid value for {where}: {first['msg']}{more}",
+        param=param or None,
+        code="invalid_value",
+    )
+
+
+_TAGS = frozenset({"str", "int", "float", "bool", "none", "function-after", "function-plain"})
+
+
+def _is_tag(part: str) -> bool:
+    return part in _TAGS or "[" in part
 
 
 def _check_metadata(metadata: dict[str, str] | None) -> None:
