@@ -202,3 +202,28 @@ def test_wrong_method_is_405_in_openai_shape(client: Any) -> None:
     assert response.headers["allow"] == "GET, POST"
     assert "PUT" in error["message"]
     assert_openai_error(client.delete("/ok/models"), 405)
+
+
+def test_error_answers_and_the_openapi_error_schema_come_from_one_model() -> None:
+    from robutler.server.protocol import ErrorBody
+
+    app = ServerBase()
+
+    @app.agent("ok")
+    async def ok(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        return "fine"
+
+    with TestClient(app) as client:
+        answers = [
+            client.post("/ok/chat/completions", json={"messages": "no"}),
+            client.post("/missing/chat/completions", json={"messages": USER}),
+            client.put("/ok/chat/completions"),
+        ]
+        schema = client.get("/openapi.json").json()
+    for answer in answers:
+        assert answer.status_code >= 400
+        ErrorBody.model_validate(answer.json())
+    error = schema["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    detail = schema["components"]["schemas"]["ErrorDetail"]
+    assert sorted(detail["required"]) == ["code", "message", "param", "type"]

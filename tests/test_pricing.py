@@ -163,3 +163,37 @@ def test_pricing_on_an_agent_objects_run() -> None:
         post(client, "object")
         post(client, "object", stream=True)
     assert [u["total_credits"] for u in usages] == [4, 4]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("fails", [False, True], ids=["completes", "raises-midway"])
+def test_per_call_charge_of_a_generator_agent_only_when_it_is_exhausted(
+    kind: str, fails: bool
+) -> None:
+    app = ServerBase()
+    usages = recorder(app)
+
+    if kind == "sync":
+
+        @pricing(credits_per_call=3)
+        def gen(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+            yield "one "
+            if fails:
+                raise RuntimeError("the agent broke mid-stream")
+            yield "two"
+
+    else:
+
+        @pricing(credits_per_call=3)
+        async def gen(messages: list[dict[str, Any]], stream: bool = False) -> Any:  # type: ignore[misc]
+            yield "one "
+            if fails:
+                raise RuntimeError("the agent broke mid-stream")
+            yield "two"
+
+    assert inspect.isgeneratorfunction(gen) == (kind == "sync")
+    app.agent("gen")(gen)
+    with TestClient(app) as client:
+        streamed = post(client, "gen", stream=True)
+    assert ("error" in streamed.text) is fails
+    assert usages[0]["total_credits"] == (0 if fails else 3)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from .calls import Call
 
 __all__ = ["Adapted", "adapt", "is_agents_sdk_agent", "route_name", "suggest_name"]
 
@@ -70,27 +70,13 @@ def suggest_name(agent: Any) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", kebab).strip("-").lower() or "agent"
 
 
-def _maybe_await_call(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """An async caller for `fn`: awaited if async, in the threadpool if sync."""
-    if inspect.iscoroutinefunction(fn):
-        return fn
-
-    async def call(*args: Any) -> Any:
-        result = await run_in_threadpool(fn, *args)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    return call
-
-
 def _duck(agent: Any) -> Adapted:
     pricing = getattr(agent.run, "_robutler_pricing", None)
-    run = _maybe_await_call(agent.run)
+    run = Call(agent.run)
     streamed = getattr(agent, "run_streamed", None)
     if callable(streamed) and pricing is not None and not hasattr(streamed, "_robutler_pricing"):
         streamed = _priced(streamed, pricing)  # @pricing on run prices the whole agent
-    run_streamed = _maybe_await_call(streamed) if callable(streamed) else None
+    run_streamed = Call(streamed) if callable(streamed) else None
 
     async def handler(messages: list[dict[str, Any]], stream: bool = False) -> Any:
         if stream and run_streamed is not None:

@@ -7,8 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
+from .calls import Call
 from .context import RequestState
 from .protocol import RequestError
 
@@ -145,12 +144,9 @@ class AgentSpec:
         self.name = name
         self.resolver = resolver
         self.model = model
-        self.description = description if description is not None else _first_line(fn)
+        self.description = description if description is not None else first_line(fn)
         self.pricing: dict[str, Any] | None = getattr(fn, "_robutler_pricing", None)
-        self.is_asyncgen = inspect.isasyncgenfunction(fn)
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004
-        )
+        self.handler = Call(fn)
         params = _parameters(fn)
         var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
         self.wants = {
@@ -161,18 +157,8 @@ class AgentSpec:
                 f"agent handler {_describe(fn)} is registered with choices=True, so it is "
                 "called with n=NUMBER_OF_CHOICES: add a parameter `n: int = 1`"
             )
-        self.resolver_is_async = resolver is not None and inspect.iscoroutinefunction(resolver)
-
-    async def resolve(self, name: str) -> Any:
-        """The resolver's data for `name`; False or None means no such agent."""
-        assert self.resolver is not None
-        if self.resolver_is_async:
-            data = await self.resolver(name)
-        else:
-            data = await run_in_threadpool(self.resolver, name)
-        if inspect.isawaitable(data):
-            data = await data
-        return data
+        # await spec.resolve(name): the resolver's data; False or None means no such agent
+        self.resolve = Call(resolver) if resolver is not None else None
 
     async def call(
         self, messages: list[dict[str, Any]], stream: bool, state: RequestState, n: int = 1
@@ -188,15 +174,7 @@ class AgentSpec:
             kwargs["request"] = state.request
         if wants["agent_data"]:
             kwargs["agent_data"] = state.agent_data
-        if self.is_async:
-            result = await self.fn(messages, **kwargs)
-        elif self.is_asyncgen:
-            return self.fn(messages, **kwargs)
-        else:
-            result = await run_in_threadpool(self.fn, messages, **kwargs)
-        while inspect.isawaitable(result):
-            result = await result
-        return result
+        return await self.handler(messages, **kwargs)
 
     def info(self, name: str) -> dict[str, Any]:
         """What `GET /NAME` answers."""
@@ -221,7 +199,8 @@ def _parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
         return {}
 
 
-def _first_line(fn: Any) -> str:
+def first_line(fn: Any) -> str:
+    """The first line of `fn`'s docstring, or "" (an agent's default description)."""
     doc = inspect.getdoc(fn) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
@@ -233,7 +212,7 @@ async def find_agent(name: str, specs: list[AgentSpec]) -> tuple[AgentSpec, Any]
     `RequestError` when none accepts the name.
     """
     for spec in specs:
-        if spec.resolver is None:
+        if spec.resolve is None:
             return spec, None
         data = await spec.resolve(name)
         if data is not False and data is not None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .adapters import Adapted
+from .agents import first_line
 from .protocol import RequestError, encode
 
 __all__ = ["adapt_sdk_agent", "to_input_items", "upstream_error"]
@@ -36,7 +37,7 @@ def _text_parts(content: Any) -> Any:
     return parts
 
 
-def to_input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def to_input_items(messages: list[dict[str, Any]]) -> list[Any]:
     """Chat Completions messages as Agents SDK (Responses API) input items, all roles kept."""
     items: list[dict[str, Any]] = []
     for message in messages:
@@ -81,11 +82,6 @@ def to_input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         items.append({"role": role, "content": _text_parts(content if content is not None else "")})
     return items
-
-
-def _as_input(messages: list[dict[str, Any]]) -> Any:
-    """The run input: plain dicts in the shapes the SDK's input item types describe."""
-    return to_input_items(messages)
 
 
 def upstream_error(exc: BaseException) -> RequestError | None:
@@ -182,7 +178,7 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
 
     async def run(messages: list[dict[str, Any]]) -> dict[str, Any]:
         try:
-            result = await Runner.run(agent, _as_input(messages))
+            result = await Runner.run(agent, to_input_items(messages))
         except Exception as exc:
             raise (upstream_error(exc) or exc) from exc
         message = {"role": "assistant", "content": _output_text(result.final_output)}
@@ -195,7 +191,7 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
         return completion
 
     async def run_stream(messages: list[dict[str, Any]]) -> AsyncIterator[Any]:
-        result = Runner.run_streamed(agent, _as_input(messages))
+        result = Runner.run_streamed(agent, to_input_items(messages))
         try:
             async for event in result.stream_events():
                 if event.type == "raw_response_event":
@@ -218,12 +214,8 @@ def adapt_sdk_agent(agent: Any) -> Adapted:
     handler.__doc__ = (agent.instructions if isinstance(agent.instructions, str) else "") or ""
     return Adapted(
         handler,
-        description=_first_line(handler.__doc__),
+        description=first_line(handler),
         model=_model_name(agent),
         pricing=getattr(agent, "_robutler_pricing", None),
         problem=key_problem,
     )
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""

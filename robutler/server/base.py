@@ -31,10 +31,10 @@ from .agents import (
 from .auth import ApiKeys
 from .config import load_env
 from .context import RequestState, get_context
-from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, ChatHandler, error_response
+from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpoint
 from .lifecycle import Hooks, StreamingWrapper
 from .playground import PAGE_PATH, Playground
-from .protocol import RequestError, encode
+from .protocol import RequestError, encode, error_response
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
 # robutler documentation imports them from `robutler.server.base`.
@@ -189,7 +189,7 @@ class ServerBase(FastAPI):
         self.api_keys = ApiKeys.configure(api_keys)
         self.hooks = Hooks(hook_errors)
         self.agent = AgentDecorator(self)
-        self.chat_handler = ChatHandler(
+        self.endpoint = AgentEndpoint(
             self.hooks,
             max_body_size=max_body_size,
             max_messages=max_messages,
@@ -198,6 +198,7 @@ class ServerBase(FastAPI):
             auth=self.api_keys,
             debug=self.debug,
         )
+        self.chat_handler = self.endpoint  # its former name
         if cors_origins is not None:
             origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
             self.add_middleware(
@@ -347,7 +348,7 @@ class ServerBase(FastAPI):
         """Answer one agent route: chat completions, agent info, or its models list."""
         method = scope["method"]
         if kind == CHAT and method == "POST":
-            await self.chat_handler(scope, receive, send, name, specs)
+            await self.endpoint(scope, receive, send, name, specs)
             return
         if method not in _ALLOWED[kind] and not (method == "HEAD" and kind != CHAT):
             allowed = ", ".join(_ALLOWED[kind])
@@ -363,16 +364,12 @@ class ServerBase(FastAPI):
             try:
                 self.api_keys.check(scope)
             except RequestError as exc:
-                await error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)(
-                    scope, receive, send
-                )
+                await exc.response()(scope, receive, send)
                 return
         try:
             spec, _ = await find_agent(name, specs)
         except RequestError as exc:
-            await error_response(exc.status, exc.message, param=exc.param, code=exc.code)(
-                scope, receive, send
-            )
+            await exc.response()(scope, receive, send)
             return
         if kind == CHAT:
             body: dict[str, Any] = {
@@ -419,9 +416,7 @@ class _KeyGuard:
         try:
             self.keys.check(scope)
         except RequestError as exc:
-            await error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)(
-                scope, receive, send
-            )
+            await exc.response()(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -1,9 +1,23 @@
-"""Serving one chat-completion request, as plain ASGI.
+"""Serving one agent request, as plain ASGI: the request's way through the lifecycle.
 
-The lifecycle of DESIGN.md §Lifecycle lives here, in one function with one `finally`:
-context, before hooks, resolution, validation, the agent, the response or stream, then
-finalize exactly once. While the agent runs, a watcher reads `receive` so that a client
-who leaves cancels the agent instead of leaving it running.
+`AgentEndpoint` holds what a server decided once (hooks, limits, keys). Each request gets
+an `Exchange`, whose methods are the lifecycle's steps, in order:
+
+1. `run` makes the request's `RequestState` current, calls `serve`, and then, whatever
+   happened, `finalize`: @pricing charges for the outcome, then the finalize hooks, exactly
+   once and shielded from the cancellation a disconnect causes;
+2. `serve` checks the API key, runs the before hooks, resolves the agent (404), reads and
+   validates the body (413/422) and calls `answer`; any failure becomes the OpenAI error
+   answer (`AgentEndpoint.failure`), or an error event when a stream is already open;
+3. `answer` runs `produce` in the request's task; once it has to wait, a watcher reads
+   `receive`, and a client who leaves cancels it;
+4. `produce` calls the agent and sends what it returned (see `results.py`): the agent's own
+   response passed through (`pass_through`), a JSON answer (`send_json`) or an SSE stream
+   (`stream`), which gives the event loop a turn every `YIELD_EVERY` items.
+
+How a body is read and an answer written is the request's `WireFormat` (`wire.py`): Chat
+Completions, or another API over the same steps. docs/architecture.md follows a request
+through the modules.
 """
 
 from __future__ import annotations
@@ -11,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -24,15 +36,10 @@ from .context import RequestState, _current
 from .eager import resume
 from .lifecycle import Hooks, StreamingWrapper
 from .pricing import apply_request_charges
-from .protocol import RequestError, encode, error_body, now, parse_request
+from .protocol import JSON_TYPE as _JSON_TYPE
+from .protocol import SSE_HEADERS, RequestError, as_request_error, error_response, now
 from .results import (
-    COMPLETION,
-    MESSAGE,
-    RESPONSE,
-    TEXT,
-    AnswerTooLarge,
-    ChunkEncoder,
-    UnsupportedResult,
+    Kind,
     assemble,
     classify,
     completion_chunks,
@@ -42,21 +49,16 @@ from .results import (
     n_choices,
     one_choice,
 )
+from .wire import CHAT, Parsed, WireFormat
 
 if TYPE_CHECKING:
     from .agents import AgentSpec
     from .auth import ApiKeys
 
-__all__ = ["ChatHandler", "error_response"]
+__all__ = ["AgentEndpoint", "ChatHandler", "Exchange", "error_response"]
 
 logger = logging.getLogger("robutler")
 
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-_JSON_TYPE = (b"content-type", b"application/json")
 DISCONNECTED = 499  # nginx's "client closed request": no answer was sent
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 DEFAULT_MAX_ANSWER_SIZE = 32 * 1024 * 1024
@@ -120,87 +122,13 @@ def _too_large(limit: int) -> RequestError:
     )
 
 
-def error_response(
-    status: int,
-    message: str,
-    *,
-    param: str | None = None,
-    code: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    request_id: str | None = None,
-) -> Response:
-    """A JSON error in OpenAI's shape."""
-    hdrs = dict(headers or {})
-    if request_id:
-        hdrs["x-request-id"] = request_id
-    return Response(
-        encode(error_body(status, message, param=param, code=code)),
-        status_code=status,
-        headers=hdrs,
-        media_type="application/json",
-    )
-
-
-class _Failure:
-    """What a client is told about an exception: status, message, param, code, headers."""
-
-    __slots__ = ("code", "headers", "message", "param", "status")
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.headers = headers
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.status, self.message, param=self.param, code=self.code)
-
-    def response(self, request_id: str) -> Response:
-        return error_response(
-            self.status,
-            self.message,
-            param=self.param,
-            code=self.code,
-            headers=self.headers,
-            request_id=request_id,
-        )
-
-
-def _from_http_exception(exc: HTTPException) -> _Failure:
-    detail = exc.detail
-    if isinstance(detail, dict) and isinstance(detail.get("error"), dict):
-        err = detail["error"]
-        message = str(err.get("message", ""))
-        return _Failure(exc.status_code, message, err.get("param"), err.get("code"), exc.headers)
-    message = detail if isinstance(detail, str) else encode(detail).decode()
-    return _Failure(exc.status_code, message, headers=exc.headers)
-
-
-class _Watch:
-    """Shared by a request's task and its disconnect watcher."""
-
-    __slots__ = ("disconnected", "done")
-
-    def __init__(self) -> None:
-        self.disconnected = False
-        self.done = False
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], watch: _Watch) -> None:
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], exchange: Exchange) -> None:
     """Cancel `task` (the one running the agent) when the client goes away."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            if not watch.done:
-                watch.disconnected = True
+            if not exchange.done:
+                exchange.disconnected = True
                 task.cancel()
             return
 
@@ -220,18 +148,15 @@ async def _send_last(send: Send, message: Any) -> None:
         _current.reset(token)
 
 
-class _Outcome:
-    """What serving the request leaves for finalize, even when it is cancelled."""
+class AgentEndpoint:
+    """Serves agent requests for a server: what it decided once (hooks, limits, keys).
 
-    __slots__ = ("response", "started")
+    `await endpoint(scope, receive, send, name, specs, wire)` serves one request through
+    an `Exchange` of its own (`exchange_class`), in the given wire format (Chat
+    Completions by default).
+    """
 
-    def __init__(self) -> None:
-        self.response: Any = None
-        self.started = False
-
-
-class ChatHandler:
-    """Serves `POST /NAME/chat/completions` for a server's agents."""
+    exchange_class: type[Exchange]
 
     def __init__(
         self,
@@ -259,237 +184,246 @@ class ChatHandler:
         send: Send,
         name: str,
         specs: list[AgentSpec],
+        wire: WireFormat = CHAT,
     ) -> None:
-        request = AgentRequest(scope, receive)
-        request.max_body_size = self.max_body_size
-        state = RequestState(request, name, incoming_request_id(scope))
-        token = _current.set(state)
-        outcome = _Outcome()
-        try:
-            await self._serve(state, specs, scope, receive, send, outcome)
-        finally:
-            response = outcome.response
-            if response is None:
-                response = Response(status_code=DISCONNECTED)
-            state.response = response
-            if state.charges:
-                apply_request_charges(state, _completed(response))
-            try:
-                await self.hooks.run_finalize(state, response)
-            finally:
-                _current.reset(token)
+        await self.exchange_class(self, wire, name, scope, receive, send).run(specs)
 
-    async def _serve(
+    def failure(self, exc: BaseException, state: RequestState) -> RequestError:
+        """What the client is told about `exc`; a 5xx is logged once (see RequestError)."""
+        rid = state.request_id
+        error = as_request_error(exc, debug=self.debug, request_id=rid)
+        if error.status >= 500 and not error.logged:
+            message = error.message  # names the request id once, whatever the cause
+            if rid not in message:
+                message += f" (request id {rid})"
+            trace = exc if error.log_traceback else None
+            logger.error("agent %r: %s", state.agent_name, message, exc_info=trace)
+        return error
+
+
+ChatHandler = AgentEndpoint  # its former name
+
+
+class Exchange:
+    """One request on its way through the lifecycle; each method is one of its steps.
+
+    `response` is what finalize will be given (the JSON answer, a `StreamingWrapper`, the
+    agent's own response, an error, or a 499 when nothing was sent); `started` says an
+    answer is on its way (a later failure can only be reported inside it);
+    `disconnected` says the client left while the agent ran.
+    """
+
+    __slots__ = (
+        "disconnected",
+        "done",
+        "endpoint",
+        "receive",
+        "response",
+        "scope",
+        "send",
+        "started",
+        "state",
+        "wire",
+    )
+
+    def __init__(
         self,
-        state: RequestState,
-        specs: list[AgentSpec],
+        endpoint: AgentEndpoint,
+        wire: WireFormat,
+        name: str,
         scope: Scope,
         receive: Receive,
         send: Send,
-        outcome: _Outcome,
     ) -> None:
-        rid = state.request_id
+        self.endpoint = endpoint
+        self.wire = wire
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        request = AgentRequest(scope, receive)
+        request.max_body_size = endpoint.max_body_size
+        self.state = RequestState(request, name, incoming_request_id(scope))
+        self.response: Any = None
+        self.started = False
+        self.disconnected = False
+        self.done = False
+
+    # 1. the request, from its context to its finalize ----------------------------------
+
+    async def run(self, specs: list[AgentSpec]) -> None:
+        """Serve the request with its state current, then finalize it exactly once."""
+        state = self.state
+        token = _current.set(state)
         try:
-            if self.auth is not None:
-                state.api_key_name = self.auth.check(scope)
-            if self.hooks.before:
-                await self.hooks.run_before(state)
+            await self.serve(specs)
+        finally:
+            try:
+                await self.finalize()
+            finally:
+                _current.reset(token)
+
+    async def finalize(self) -> None:
+        """Settle @pricing charges for the outcome and run the finalize hooks, once."""
+        state = self.state
+        response = self.response
+        if response is None:
+            response = Response(status_code=DISCONNECTED)
+        state.response = response
+        if state.charges:
+            apply_request_charges(state, _completed(response))
+        await self.endpoint.hooks.run_finalize(state, response)
+
+    # 2. keys, hooks, resolution, validation --------------------------------------------
+
+    async def serve(self, specs: list[AgentSpec]) -> None:
+        """Check the key, run the before hooks, find the agent, read the body; `answer`.
+        A failure becomes the OpenAI error answer (or is reported in the open stream)."""
+        state = self.state
+        endpoint = self.endpoint
+        try:
+            if endpoint.auth is not None:
+                state.api_key_name = endpoint.auth.check(self.scope)
+            if endpoint.hooks.before:
+                await endpoint.hooks.run_before(state)
             spec, state.agent_data = await find_agent(state.agent_name or "", specs)
             assert state.request is not None
-            body = await state.request.body()
-            data, req = parse_request(
-                body, max_messages=self.max_messages, max_depth=self.max_depth
-            )
-            state.messages = data["messages"]
-            state.stream = req.stream is True
-            n = req.n or 1
-            if n > 1 and not spec.choices:
+            parsed = await self.wire.parse(await state.request.body(), self)
+            state.messages = parsed.messages
+            state.stream = parsed.stream
+            if parsed.n > 1 and not spec.choices:
                 raise RequestError(
                     400,
                     f"Agent {state.agent_name!r} answers one choice per request; 'n' must "
-                    f"be 1, got {n}.",
+                    f"be 1, got {parsed.n}.",
                     param="n",
                     code="unsupported_value",
                 )
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            model = spec.model or req.model or state.agent_name or "agent"
-            await self._run(state, spec, include_usage, model, scope, receive, send, outcome, n)
+            await self.answer(spec, parsed)
             return
         except ClientDisconnect as exc:
             state.error = exc
             return
         except Exception as exc:
             state.error = exc
-            response = self._failure(exc, state).response(rid)
-        if outcome.started:
+            error = endpoint.failure(exc, state)
+        if self.started:
             return  # an answer is already on its way; the stream reported the failure
-        outcome.response = response
-        outcome.started = True
-        await response(scope, receive, send)
+        self.response = error.response(state.request_id)
+        self.started = True
+        await self.response(self.scope, self.receive, self.send)
 
-    @staticmethod
-    def _mark_cut(outcome: _Outcome) -> None:
-        response = outcome.response
-        if isinstance(response, StreamingWrapper) and response.status == "streaming":
-            response.status = "disconnected"
+    # 3. the agent, watched for a client who leaves -------------------------------------
 
-    def _failure(self, exc: BaseException, state: RequestState) -> _Failure:
-        """What the client is told about `exc`; a 5xx is logged once, with its traceback."""
-        rid = state.request_id
-        logged = False
-        if isinstance(exc, RequestError):
-            failure = _Failure(exc.status, exc.message, exc.param, exc.code, exc.headers)
-            logged = exc.logged
-        elif isinstance(exc, HTTPException):
-            failure = _from_http_exception(exc)
-        elif isinstance(exc, UnsupportedResult):
-            failure = _Failure(500, str(exc), code="unsupported_result")
-        elif isinstance(exc, AnswerTooLarge):
-            failure = _Failure(500, str(exc), code="answer_too_large")
-        elif isinstance(exc, ResponseError):
-            failure = _Failure(
-                500,
-                f"The agent's response could not be sent (request id {rid}).",
-                code="response_error",
-            )
-            logger.error("agent %r: %s (request %s)", state.agent_name, exc, rid)
-            logged = True
-        else:
-            detail = f"{type(exc).__name__}: {exc}" if self.debug else "The agent failed."
-            failure = _Failure(500, f"{detail} (request id {rid})", code="agent_error")
-        if failure.status >= 500 and not logged:
-            message = failure.message  # names the request id once, whatever the cause
-            if rid not in message:
-                message += f" (request id {rid})"
-            quiet = isinstance(exc, RequestError) and not exc.log_traceback
-            logger.error("agent %r: %s", state.agent_name, message, exc_info=None if quiet else exc)
-        return failure
-
-    async def _run(
-        self,
-        state: RequestState,
-        spec: AgentSpec,
-        include_usage: bool,
-        model: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        outcome: _Outcome,
-        n: int = 1,
-    ) -> None:
-        # The agent runs in this task. Its first step runs right away: an answer that is
-        # complete before anything has to wait needs no watcher. Once it waits, a watcher
-        # task cancels this task if the client leaves. (A watcher per request, even one
-        # cancelled at once, keeps the request's objects alive past its end: under load
-        # that alone triggers the garbage collector several times as often.)
-        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome, n)
+    async def answer(self, spec: AgentSpec, parsed: Parsed) -> None:
+        """Run `produce` in this task; if the client leaves meanwhile, it is cancelled."""
+        # The first step runs right away: an answer that is complete before anything has
+        # to wait needs no watcher. Once it waits, a watcher task cancels this task if the
+        # client leaves. (A watcher per request, even one cancelled at once, keeps the
+        # request's objects alive past its end: under load that alone makes the garbage
+        # collector run several times as often.)
+        coro = self.produce(spec, parsed)
         try:
             pending = coro.send(None)
         except StopIteration:
             return
         task = asyncio.current_task()
         assert task is not None
-        watch = _Watch()
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, task, watch))
+        watcher = asyncio.ensure_future(_watch_disconnect(self.receive, task, self))
         try:
             await resume(coro, pending)
         except (Exception, asyncio.CancelledError) as exc:
-            if not watch.disconnected:
+            if not self.disconnected:
                 if isinstance(exc, asyncio.CancelledError):  # the server is cancelling this request
-                    self._mark_cut(outcome)
+                    self.mark_cut()
                 raise
             if not isinstance(exc, asyncio.CancelledError):
                 logger.debug("agent raised while being cancelled", exc_info=exc)
         finally:
-            watch.done = True
+            self.done = True
             watcher.cancel()
-        if not watch.disconnected:
+        if not self.disconnected:
             return
         # The client left before the answer was complete: the agent was stopped.
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+
         if uncancel is not None:
             uncancel()
-        self._mark_cut(outcome)
-        state.error = state.error or ConnectionResetError("client disconnected")
+        self.mark_cut()
+        self.state.error = self.state.error or ConnectionResetError("client disconnected")
 
-    async def _produce(
-        self,
-        state: RequestState,
-        spec: AgentSpec,
-        include_usage: bool,
-        model: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        outcome: _Outcome,
-        n: int = 1,
-    ) -> None:
-        result = await spec.call(state.messages, state.stream, state, n)
+    def mark_cut(self) -> None:
+        """A stream that was still going when the request ended was cut off."""
+        response = self.response
+        if isinstance(response, StreamingWrapper) and response.status == "streaming":
+            response.status = "disconnected"
+
+    # 4. what the agent returned, sent --------------------------------------------------
+
+    async def produce(self, spec: AgentSpec, parsed: Parsed) -> None:
+        """Call the agent and send its answer: passed through, as JSON, or streamed."""
+        state = self.state
+        result = await spec.call(state.messages, state.stream, state, parsed.n)
         if spec.choices:
-            result = n_choices(result, n)
+            result = n_choices(result, parsed.n)
         kind, value = classify(result)
-        if kind == RESPONSE:
-            await self._pass_through(value, scope, receive, send, outcome)
+        if kind == Kind.RESPONSE:
+            await self.pass_through(value)
             return
-        cid = "chatcmpl-" + state.request_id  # the completion id names the request too
+        answer_id = self.wire.id_prefix + state.request_id  # the answer's id names the request
         created = now()
-        if not state.stream:
-            if kind == TEXT:
-                message = {"role": "assistant", "content": value}
-                completion: dict[str, Any] = one_choice(message, "stop", cid, created, model)
-            elif kind in (COMPLETION, MESSAGE):
-                completion = completion_from_dict(kind, value, cid, created, model)
-            else:
-                items = iter_items(kind, value)
-                try:
-                    completion = await assemble(
-                        items, cid, created, model, self.max_answer_size, YIELD_EVERY
-                    )
-                finally:
-                    await _close(items)
-            state.token_usage = completion.get("usage")
-            body = encode(completion)
-            outcome.started = True
-            outcome.response = (
-                Response(body, media_type="application/json") if self.hooks.finalize else _SENT
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        _JSON_TYPE,
-                        (b"content-length", str(len(body)).encode()),
-                        (b"x-request-id", state.request_id.encode()),
-                    ],
-                }
-            )
-            await _send_last(send, {"type": "http.response.body", "body": body})
+        model = spec.model or parsed.model or state.agent_name or "agent"
+        if state.stream:
+            await self.stream(result, kind, value, answer_id, created, model, parsed)
             return
-        await self._stream(
-            state, result, kind, value, include_usage, model, cid, created, send, outcome
-        )
+        if kind == Kind.TEXT:
+            message = {"role": "assistant", "content": value}
+            completion: dict[str, Any] = one_choice(message, "stop", answer_id, created, model)
+        elif kind in (Kind.COMPLETION, Kind.MESSAGE):
+            completion = completion_from_dict(kind, value, answer_id, created, model)
+        else:
+            items = iter_items(kind, value)
+            try:
+                completion = await assemble(
+                    items, answer_id, created, model, self.endpoint.max_answer_size, YIELD_EVERY
+                )
+            finally:
+                await _close(items)
+        state.token_usage = completion.get("usage")
+        await self.send_json(self.wire.json_body(completion, self))
 
-    async def _stream(
+    async def send_json(self, body: bytes) -> None:
+        """Send a 200 JSON answer; finalize gets it as a Response (if anyone looks)."""
+        rid = self.state.request_id
+        self.started = True
+        self.response = (
+            Response(body, media_type="application/json", headers={"x-request-id": rid})
+            if self.endpoint.hooks.finalize
+            else _SENT
+        )
+        headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
+        headers.append((b"x-request-id", rid.encode()))
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await _send_last(self.send, {"type": "http.response.body", "body": body})
+
+    async def stream(
         self,
-        state: RequestState,
         result: Any,
-        kind: int,
+        kind: Kind,
         value: Any,
-        include_usage: bool,
-        model: str,
-        cid: str,
+        answer_id: str,
         created: int,
-        send: Send,
-        outcome: _Outcome,
+        model: str,
+        parsed: Parsed,
     ) -> None:
+        """Stream the answer as SSE; the wrapper tells finalize how the stream ended."""
+        state = self.state
+        send = self.send
         wrapper = StreamingWrapper(result)
-        outcome.response = wrapper
-        encoder = ChunkEncoder(cid, created, model, include_usage)
-        if kind == TEXT:
+        self.response = wrapper
+        encoder = self.wire.encoder(answer_id, created, model, parsed, self)
+        if kind == Kind.TEXT:
             items: Any = _aiter_of([value])
-        elif kind in (COMPLETION, MESSAGE):
-            completion = completion_from_dict(kind, value, cid, created, model)
+        elif kind in (Kind.COMPLETION, Kind.MESSAGE):
+            completion = completion_from_dict(kind, value, answer_id, created, model)
             encoder.set_model(completion["model"])
             items = _aiter_of(completion_chunks(completion))
         else:
@@ -499,18 +433,16 @@ class ChatHandler:
             # is still answered with a proper 500.
             pending: list[Any] = []
             await _collect_leading(items, pending)
-            for item in pending:
-                if (
-                    isinstance(item, dict)
-                    and item.get("model")
-                    and kind not in (COMPLETION, MESSAGE)
-                ):
-                    encoder.set_model(item["model"])
-                    break
-            first = b"".join(f for f in map(encoder.item, pending) if f)
-            headers = [*_SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
+            if kind not in (Kind.COMPLETION, Kind.MESSAGE):
+                agent_model = next(
+                    (i["model"] for i in pending if isinstance(i, dict) and i.get("model")), None
+                )
+                if agent_model:
+                    encoder.set_model(agent_model)
+            first = encoder.start() + b"".join(f for f in map(encoder.item, pending) if f)
+            headers = [*SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
             wrapper.headers = {k.decode(): v.decode() for k, v in headers}
-            outcome.started = True
+            self.started = True
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             if first:
                 wrapper.chunks_sent += len(pending)
@@ -539,38 +471,36 @@ class ChatHandler:
                 wrapper.status = "failed"
                 wrapper.error = exc
                 state.error = exc
-                frame = ChunkEncoder.error(self._failure(exc, state).body())
+                frame = encoder.error(self.endpoint.failure(exc, state).body())
                 await send({"type": "http.response.body", "body": frame, "more_body": False})
         finally:
             await _close(items)
 
-    async def _pass_through(
-        self, response: Response, scope: Scope, receive: Receive, send: Send, outcome: _Outcome
-    ) -> None:
+    async def pass_through(self, response: Response) -> None:
+        """Send the agent's own Starlette response as it is."""
         bad = _bad_header(response)
         if bad is not None:
             # A server refuses such a header only after it has begun the response, and
             # then the client gets nothing: answer a proper error instead.
             raise ResponseError(f"its Response has a header {bad!r} with CR, LF or NUL in it")
+        scope, receive, send = self.scope, self.receive, self.send
         if not isinstance(response, StreamingResponse):
-            outcome.response = response
-            outcome.started = True
+            self.response = response
+            self.started = True
             try:
                 await response(scope, receive, send)
             except Exception as exc:
                 # The client did not get the answer: finalize must not see a success.
-                state = _current.get()
-                assert state is not None
+                state = self.state
                 state.error = exc
-                outcome.response = self._failure(ResponseError(str(exc)), state).response(
-                    state.request_id
-                )
+                error = self.endpoint.failure(ResponseError(f"sending it failed: {exc!r}"), state)
+                self.response = error.response(state.request_id)
             return
         wrapper = StreamingWrapper(response, response.status_code)
         wrapper.headers = dict(response.headers)
         wrapper.media_type = response.media_type or wrapper.media_type
-        outcome.response = wrapper
-        outcome.started = True
+        self.response = wrapper
+        self.started = True
 
         async def counting_send(message: Any) -> None:
             if message["type"] == "http.response.body" and message.get("body"):
@@ -589,11 +519,20 @@ class ChatHandler:
             wrapper.status = "completed"
 
 
+AgentEndpoint.exchange_class = Exchange
+
 _SENT = Response(status_code=200)
 
 
-class ResponseError(RuntimeError):
-    """The agent's own Response cannot be sent as it is."""
+class ResponseError(RequestError):
+    """The agent's own Response cannot be sent as it is (a 500 `response_error`)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(500, "The agent's response could not be sent.", code="response_error")
+        self.why = why
+
+    def __str__(self) -> str:
+        return f"the agent's response could not be sent: {self.why}"
 
 
 def _bad_header(response: Response) -> str | None:

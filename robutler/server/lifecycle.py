@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from .calls import Call
 from .context import RequestState
 from .eager import finish
 from .protocol import RequestError
@@ -84,14 +84,12 @@ class StreamingWrapper:
 class Hook:
     """A registered callback, with how to call it worked out once."""
 
-    __slots__ = ("fn", "is_async", "label", "npos", "wants_context")
+    __slots__ = ("call", "fn", "label", "npos", "wants_context")
 
     def __init__(self, fn: Callable[..., Any], max_positional: int, kind: str) -> None:
         self.fn = fn
+        self.call = Call(fn)
         self.label = f"{kind} hook {getattr(fn, '__qualname__', None) or fn!r}"
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004
-        )
         sig = inspect.signature(fn)
         params = list(sig.parameters.values())
         positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -106,9 +104,7 @@ class Hook:
     async def __call__(self, state: RequestState, *args: Any) -> Any:
         args = args[: self.npos]
         kwargs = {"context": state} if self.wants_context else {}
-        if self.is_async:
-            return await self.fn(*args, **kwargs)
-        return await run_in_threadpool(self.fn, *args, **kwargs)
+        return await self.call(*args, **kwargs)
 
 
 class Hooks:

@@ -4,26 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .protocol import ChatCompletionRequest
+from .protocol import ChatCompletionRequest, ErrorBody
 
 __all__ = ["add_agent_paths"]
-
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["message", "type", "param", "code"],
-            "properties": {
-                "message": {"type": "string"},
-                "type": {"type": "string"},
-                "param": {"type": ["string", "null"]},
-                "code": {"type": ["string", "null"]},
-            },
-        }
-    },
-}
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
@@ -50,7 +33,9 @@ def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> 
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(request.pop("$defs", {}))
     components["ChatCompletionRequest"] = request
-    components["Error"] = _ERROR
+    error = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(error.pop("$defs", {}))
+    components["Error"] = error
     security: list[dict[str, list[str]]] = []
     if secured:
         schema["components"].setdefault("securitySchemes", {})["bearer"] = {

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import Receive, Scope, Send
 
 from .agents import find_agent
-from .endpoint import error_response
-from .protocol import RequestError
+from .protocol import RequestError, error_response
 
 if TYPE_CHECKING:
     from .base import ServerBase
@@ -131,9 +130,7 @@ class Playground:
             try:
                 await find_agent(agent, server.dynamic_agents)
             except RequestError as exc:
-                await error_response(exc.status, exc.message, param=exc.param, code=exc.code)(
-                    scope, receive, send
-                )
+                await exc.response()(scope, receive, send)
                 return
         config = {**self._config(), "agent": agent, "base": scope.get("root_path", "")}
         body = b"".join((_HEAD, _script_json(config), _TAIL))

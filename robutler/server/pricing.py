@@ -4,7 +4,8 @@ The decorator keeps the function's name, docstring, signature and behaviour and 
 its configuration as `fn._robutler_pricing` (shown by `GET /NAME`). Called while serving
 a request it records charges in that request's usage:
 
-- `credits_per_call`: on each call that returns (or, for a generator, finishes) normally;
+- `credits_per_call`: on each call that returns (or, for a sync or async generator, is
+  exhausted) normally — never for one that raises or is closed early;
 - `credits_per_request` and `credits_per_token` (from the real token usage of the answer,
   capped with the whole charge by `max_credits`): once, when the request completed — none
   when it failed or the client left.
@@ -14,11 +15,10 @@ Called outside a request it just runs.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .calls import around
 from .context import RequestState, get_context
 
 __all__ = ["apply_request_charges", "pricing"]
@@ -55,44 +55,18 @@ def pricing(
             "reason": reason or f"{getattr(fn, '__name__', 'agent')} usage",
         }
 
+        def enlist() -> RequestState | None:
+            state = get_context()
+            wanted = state is not None and (credits_per_request or credits_per_token)
+            if wanted and not any(c is config for c in state.charges):  # type: ignore[union-attr]
+                state.charges.append(config)  # type: ignore[union-attr]
+            return state
+
         def charge_call(state: RequestState | None) -> None:
             if state is not None and credits_per_call:
                 state.track_usage(credits_per_call, config["reason"], {"pricing": "per_call"})
 
-        def enlist(state: RequestState | None) -> None:
-            wanted = state is not None and (credits_per_request or credits_per_token)
-            if wanted and not any(c is config for c in state.charges):  # type: ignore[union-attr]
-                state.charges.append(config)  # type: ignore[union-attr]
-
-        wrapper: Any
-        if inspect.isasyncgenfunction(fn):
-
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                state = get_context()
-                enlist(state)
-                async for item in fn(*args, **kwargs):
-                    yield item
-                charge_call(state)
-
-        elif inspect.iscoroutinefunction(fn):
-
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                state = get_context()
-                enlist(state)
-                result = await fn(*args, **kwargs)
-                charge_call(state)
-                return result
-
-        else:
-
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                state = get_context()
-                enlist(state)
-                result = fn(*args, **kwargs)
-                charge_call(state)
-                return result
-
-        functools.update_wrapper(wrapper, fn)
+        wrapper: Any = around(fn, enlist, charge_call)
         wrapper._robutler_pricing = config
         return wrapper
 

@@ -1,4 +1,4 @@
-"""The Chat Completions wire format: request validation, error bodies, encoders.
+"""The Chat Completions wire format: request validation, errors, SSE framing, encoders.
 
 Requests are parsed once with pydantic-core and validated against a model that accepts
 the whole Chat Completions request and keeps unknown fields; agents get the original
@@ -8,6 +8,7 @@ message dicts. Responses are encoded with pydantic-core too.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,14 +21,24 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import from_json, to_json
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 __all__ = [
+    "DONE",
+    "JSON_TYPE",
+    "SSE_HEADERS",
     "ChatCompletionRequest",
     "ChatMessage",
+    "ErrorBody",
     "RequestError",
+    "as_request_error",
     "encode",
     "error_body",
+    "error_frame",
+    "error_response",
     "parse_request",
+    "sse_data",
 ]
 
 encode = to_json
@@ -100,10 +111,11 @@ class ChatCompletionRequest(_Open):
 
 
 class RequestError(Exception):
-    """An error to answer in OpenAI's shape.
+    """An error to answer in OpenAI's shape: status, message, `param`, `code`, headers.
 
-    A 5xx is logged with its traceback unless `log_traceback=False` (for a cause the
-    message says all about, such as a missing server setting).
+    Every failure a client hears about becomes one (`as_request_error`). A 5xx is logged
+    once with its traceback unless `log_traceback=False` (for a cause the message says all
+    about, such as a missing server setting) or `logged=True` (logged where it happened).
     """
 
     def __init__(
@@ -126,6 +138,85 @@ class RequestError(Exception):
         self.logged = logged  # the cause was logged already, where it happened
         self.log_traceback = log_traceback
 
+    def body(self) -> dict[str, Any]:
+        """The error body, `{"error": {...}}`."""
+        return error_body(self.status, self.message, param=self.param, code=self.code)
+
+    def response(self, request_id: str | None = None) -> Response:
+        """The JSON answer, with `x-request-id` when given."""
+        return error_response(
+            self.status,
+            self.message,
+            param=self.param,
+            code=self.code,
+            headers=self.headers,
+            request_id=request_id,
+        )
+
+
+def as_request_error(exc: BaseException, *, debug: bool, request_id: str) -> RequestError:
+    """What the client is told about `exc`: itself if a RequestError, an HTTPException in
+    OpenAI's shape, else a 500 `agent_error` (the exception's text only with `debug`)."""
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, HTTPException):
+        detail = exc.detail
+        headers = dict(exc.headers) if exc.headers else None
+        if isinstance(detail, dict) and isinstance(detail.get("error"), dict):
+            err = detail["error"]
+            return RequestError(
+                exc.status_code,
+                str(err.get("message", "")),
+                param=err.get("param"),
+                code=err.get("code"),
+                headers=headers,
+            )
+        message = detail if isinstance(detail, str) else encode(detail).decode()
+        return RequestError(exc.status_code, message, headers=headers)
+    detail = f"{type(exc).__name__}: {exc}" if debug else "The agent failed."
+    return RequestError(500, f"{detail} (request id {request_id})", code="agent_error")
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> Response:
+    """A JSON error in OpenAI's shape."""
+    hdrs = dict(headers or {})
+    if request_id:
+        hdrs["x-request-id"] = request_id
+    return Response(
+        encode(error_body(status, message, param=param, code=code)),
+        status_code=status,
+        headers=hdrs,
+        media_type="application/json",
+    )
+
+
+# SSE framing: what every streamed answer is made of.
+SSE_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx: do not buffer the stream
+)
+JSON_TYPE = (b"content-type", b"application/json")
+DONE = b"data: [DONE]\n\n"
+
+
+def sse_data(payload: bytes) -> bytes:
+    """One SSE event carrying `payload` (already JSON) as its data."""
+    return b"data: " + payload + b"\n\n"
+
+
+def error_frame(body: Mapping[str, Any]) -> bytes:
+    """A Chat Completions stream's error event, followed by [DONE]."""
+    return sse_data(encode(body)) + DONE
+
 
 _ERROR_TYPES = {
     401: "authentication_error",
@@ -145,10 +236,25 @@ def error_type(status: int) -> str:
     return "server_error" if status >= 500 else "invalid_request_error"
 
 
+class ErrorDetail(BaseModel):
+    """What an OpenAI error says; every field is always present (`param`, `code` may be null)."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer: `{"error": {"message", "type", "param", "code"}}`."""
+
+    error: ErrorDetail
+
+
 def error_body(
     status: int, message: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    """`{"error": {"message", "type", "param", "code"}}`."""
+    """An `ErrorBody` as a dict (built by hand: it is on the hot path of every error)."""
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 

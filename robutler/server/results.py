@@ -3,7 +3,7 @@
 `classify` decides once what a result is; `iter_items` yields its stream items (str
 deltas or chunk dicts); `ChunkEncoder` turns items into SSE frames that share one id,
 `created` and `model`; `assemble` folds items into one completion; `completion_from_dict`
-fills in a completion or message dict. See DESIGN.md §Agents for the table.
+fills in a completion or message dict. The README's "Your first agent" has the table.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import inspect
 import math
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from enum import IntEnum
 from typing import Any
 
-from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response
 
-from .protocol import encode
+from .calls import aiter_of
+from .protocol import DONE, RequestError, encode, error_frame, sse_data
 
 __all__ = [
     "AnswerTooLarge",
     "ChoicesMismatch",
     "ChunkEncoder",
+    "Kind",
     "UnsupportedContent",
     "UnsupportedResult",
     "assemble",
@@ -35,18 +37,19 @@ __all__ = [
     "text_content",
 ]
 
-DONE = b"data: [DONE]\n\n"
 
+class UnsupportedResult(RequestError, TypeError):
+    """An agent returned something robutler cannot turn into a reply (a 500 for the client)."""
 
-class UnsupportedResult(TypeError):
-    """An agent returned something robutler cannot turn into a reply."""
-
-    def __init__(self, value: Any, where: str = "returned") -> None:
+    def __init__(self, value: Any, where: str = "returned", message: str | None = None) -> None:
         kind = type(value).__name__
         super().__init__(
-            f"Agent {where} an unsupported value of type {kind!r}; return a str, a "
+            500,
+            message
+            or f"Agent {where} an unsupported value of type {kind!r}; return a str, a "
             "chat.completion or message dict, an iterator of str or chunk dicts, an object "
-            "with stream_events() or final_output, or a Starlette Response."
+            "with stream_events() or final_output, or a Starlette Response.",
+            code="unsupported_result",
         )
         self.value = value
 
@@ -56,25 +59,23 @@ class UnsupportedContent(UnsupportedResult):
 
     def __init__(self, part: Any) -> None:
         kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
-        TypeError.__init__(
-            self,
-            f"Agent returned a content part of type {kind!r}; Chat Completions answers carry "
-            "text only: return text parts ({'type': 'text', 'text': ...}) or a str.",
+        super().__init__(
+            part,
+            message=f"Agent returned a content part of type {kind!r}; Chat Completions "
+            "answers carry text only: return text parts ({'type': 'text', 'text': ...}) or a str.",
         )
-        self.value = part
 
 
 class ChoicesMismatch(UnsupportedResult):
     """A `choices=True` agent did not answer with the number of choices asked for."""
 
     def __init__(self, value: Any, n: int, got: str) -> None:
-        TypeError.__init__(
-            self,
-            f"The agent was asked for n={n} choices and {got}; an agent registered with "
-            f"choices=True returns a list of {n} replies (str or message dicts) or a "
+        super().__init__(
+            value,
+            message=f"The agent was asked for n={n} choices and {got}; an agent registered "
+            f"with choices=True returns a list of {n} replies (str or message dicts) or a "
             f"chat.completion dict with {n} choices.",
         )
-        self.value = value
 
 
 def n_choices(result: Any, n: int) -> Any:
@@ -131,8 +132,19 @@ def text_content(content: Any) -> Any:
     return "".join(texts)
 
 
-# Result kinds.
-TEXT, COMPLETION, MESSAGE, EVENTS, AITER, ITER, RESPONSE = range(7)
+class Kind(IntEnum):
+    """What an agent returned, as `classify` tells it."""
+
+    TEXT = 0  # a str
+    COMPLETION = 1  # a chat.completion dict
+    MESSAGE = 2  # a message dict
+    EVENTS = 3  # an object with stream_events()
+    AITER = 4  # an async iterator of str or chunk dicts
+    ITER = 5  # a sync iterator of them
+    RESPONSE = 6  # a Starlette Response, passed through
+
+
+TEXT, COMPLETION, MESSAGE, EVENTS, AITER, ITER, RESPONSE = Kind
 
 
 def _unwrap(result: Any) -> Any:
@@ -148,7 +160,7 @@ def _unwrap(result: Any) -> Any:
     return result
 
 
-def classify(result: Any) -> tuple[int, Any]:
+def classify(result: Any) -> tuple[Kind, Any]:
     """Return (kind, value) for an agent's result, or raise `UnsupportedResult`."""
     result = _unwrap(result)
     if isinstance(result, str):
@@ -185,31 +197,17 @@ async def _events(result: Any) -> AsyncIterator[Any]:
     events = result.stream_events()
     if inspect.isawaitable(events):
         events = await events
-    async for event in _any_iter(events):
+    async for event in aiter_of(events):
         chunk = _event_chunk(event)
         if chunk is not None:
             yield chunk
-
-
-async def _any_iter(source: Any) -> AsyncIterator[Any]:
-    if isinstance(source, AsyncIterable):
-        async for item in source:
-            yield item
-    elif isinstance(source, (list, tuple)):
-        for item in source:
-            yield item
-    else:
-        async for item in iterate_in_threadpool(iter(source)):
-            yield item
 
 
 def iter_items(kind: int, value: Any) -> AsyncIterator[Any]:
     """Stream items (str deltas or chunk dicts) for a streaming kind."""
     if kind == EVENTS:
         return _events(value)
-    if isinstance(value, AsyncIterator):
-        return value  # the agent's own async iterator: no wrapper generator per item
-    return _any_iter(value)
+    return aiter_of(value)
 
 
 def _tool_calls(calls: Iterable[Any]) -> list[dict[str, Any]]:
@@ -377,7 +375,7 @@ class ChunkEncoder:
         chunk = dict(extra) if extra else {}
         chunk.update(self._head)
         chunk["choices"] = choices
-        return b"data: " + encode(chunk) + b"\n\n"
+        return sse_data(encode(chunk))
 
     def text(self, text: str) -> bytes:
         """Frame for a content delta of choice 0."""
@@ -481,10 +479,13 @@ class ChunkEncoder:
             out += self._frame([], {"usage": self.usage})
         return out + DONE
 
-    @staticmethod
-    def error(body: Mapping[str, Any]) -> bytes:
+    def start(self) -> bytes:
+        """What opens the stream: nothing, in Chat Completions."""
+        return b""
+
+    def error(self, body: Mapping[str, Any]) -> bytes:
         """An error event followed by [DONE]."""
-        return b"data: " + encode(body) + b"\n\n" + DONE
+        return error_frame(body)
 
 
 def is_substantial(item: Any) -> bool:
@@ -504,7 +505,21 @@ def is_substantial(item: Any) -> bool:
     return False
 
 
+class AnswerTooLarge(RequestError):
+    """An answer assembled for a non-streaming request grew past `max_answer_size`."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            500,
+            f"The agent's answer is longer than the server's limit of {limit} characters for "
+            "a non-streaming request; ask with stream=true, or raise max_answer_size.",
+            code="answer_too_large",
+        )
+
+
 class _Choice:
+    """One choice of an answer being assembled."""
+
     __slots__ = ("content", "extra", "finish_reason", "has_content", "tools")
 
     def __init__(self) -> None:
@@ -514,15 +529,105 @@ class _Choice:
         self.finish_reason: str | None = None
         self.extra: dict[str, Any] = {}
 
+    def add_text(self, text: str) -> int:
+        self.content.append(text)
+        self.has_content = True
+        return len(text)
 
-class AnswerTooLarge(RuntimeError):
-    """An answer assembled for a non-streaming request grew past `max_answer_size`."""
+    def add_delta(self, delta: Mapping[str, Any]) -> int:
+        """Fold one chunk's delta in; returns the characters it added."""
+        size = 0
+        for key, val in delta.items():
+            if key == "content":
+                if val is not None:
+                    size += self.add_text(text_content(val))
+            elif key == "tool_calls":
+                for call in val or ():
+                    size += self.add_tool_delta(call)
+            elif key != "role" and val is not None:
+                self.extra[key] = val
+        return size
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"The agent's answer is longer than the server's limit of {limit} characters for "
-            "a non-streaming request; ask with stream=true, or raise max_answer_size."
+    def add_tool_delta(self, call: Mapping[str, Any]) -> int:
+        slot = self.tools.setdefault(
+            call.get("index", len(self.tools)),
+            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
         )
+        if call.get("id"):
+            slot["id"] = call["id"]
+        if call.get("type"):
+            slot["type"] = call["type"]
+        fn = call.get("function") or {}
+        if fn.get("name"):
+            slot["function"]["name"] += fn["name"]
+        arguments = fn.get("arguments") or ""
+        slot["function"]["arguments"] += arguments
+        return len(arguments)
+
+    def as_choice(self, index: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", **self.extra}
+        message["content"] = "".join(self.content) if self.has_content or not self.tools else None
+        if self.tools:
+            message["tool_calls"] = _tool_calls(self.tools[k] for k in sorted(self.tools))
+        finish = self.finish_reason or ("tool_calls" if self.tools else "stop")
+        return {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
+
+
+class _Assembly:
+    """The choices, usage and model of an answer being folded from stream items."""
+
+    __slots__ = ("budget", "choices", "limit", "model", "usage")
+
+    def __init__(self, limit: int | None) -> None:
+        self.choices: dict[int, _Choice] = {}
+        self.usage: Any = None
+        self.model: str | None = None
+        self.limit = limit
+        self.budget: float = limit if limit is not None else math.inf
+
+    def choice(self, index: int) -> _Choice:
+        choice = self.choices.get(index)
+        if choice is None:
+            choice = self.choices[index] = _Choice()
+        return choice
+
+    def add(self, item: Any) -> None:
+        """Fold in a str delta or a chunk dict."""
+        if isinstance(item, str):
+            size = self.choice(0).add_text(item)
+        elif isinstance(item, Mapping):
+            size = self.add_chunk(item)
+        else:
+            raise UnsupportedResult(item, "streamed")
+        self.budget -= size
+        if self.budget < 0:
+            raise AnswerTooLarge(self.limit or 0)
+
+    def add_chunk(self, chunk: Mapping[str, Any]) -> int:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        if self.model is None and chunk.get("model"):
+            self.model = chunk["model"]
+        size = 0
+        for raw in chunk.get("choices") or ():
+            choice = self.choice(raw.get("index", 0))
+            size += choice.add_delta(raw.get("delta") or {})
+            if raw.get("finish_reason"):
+                choice.finish_reason = raw["finish_reason"]
+        return size
+
+    def completion(self, cid: str, created: int, model: str) -> dict[str, Any]:
+        choices = self.choices or {0: _Choice()}
+        completion: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.model or model,
+            "choices": [choices[i].as_choice(i) for i in sorted(choices)],
+        }
+        if self.usage:
+            completion["usage"] = self.usage
+        return completion
 
 
 async def assemble(
@@ -539,10 +644,7 @@ async def assemble(
     (the caller closes the agent's stream). Every `yield_every` items the event loop gets
     a turn, so that an agent that never awaits cannot hold it.
     """
-    choices: dict[int, _Choice] = {}
-    usage = None
-    agent_model = None
-    budget: float = limit if limit is not None else math.inf
+    assembly = _Assembly(limit)
     countdown = yield_every
     async for item in items:
         if countdown:
@@ -550,78 +652,5 @@ async def assemble(
             if not countdown:
                 countdown = yield_every
                 await asyncio.sleep(0)
-        if isinstance(item, str):
-            choice = choices.get(0) or choices.setdefault(0, _Choice())
-            choice.content.append(item)
-            choice.has_content = True
-            budget -= len(item)
-            if budget < 0:
-                raise AnswerTooLarge(limit or 0)
-            continue
-        if not isinstance(item, Mapping):
-            raise UnsupportedResult(item, "streamed")
-        if item.get("usage"):
-            usage = item["usage"]
-        if agent_model is None and item.get("model"):
-            agent_model = item["model"]
-        for raw in item.get("choices") or ():
-            index = raw.get("index", 0)
-            choice = choices.get(index) or choices.setdefault(index, _Choice())
-            delta = raw.get("delta") or {}
-            for key, val in delta.items():
-                if key == "content":
-                    if val is not None:
-                        choice.content.append(text_content(val))
-                        choice.has_content = True
-                        budget -= len(val)
-                elif key == "tool_calls":
-                    for call in val or ():
-                        slot = choice.tools.setdefault(
-                            call.get("index", len(choice.tools)),
-                            {
-                                "id": None,
-                                "type": "function",
-                                "function": {"name": "", "arguments": ""},
-                            },
-                        )
-                        if call.get("id"):
-                            slot["id"] = call["id"]
-                        if call.get("type"):
-                            slot["type"] = call["type"]
-                        fn = call.get("function") or {}
-                        if fn.get("name"):
-                            slot["function"]["name"] += fn["name"]
-                        if fn.get("arguments"):
-                            slot["function"]["arguments"] += fn["arguments"]
-                            budget -= len(fn["arguments"])
-                elif key != "role" and val is not None:
-                    choice.extra[key] = val
-            if raw.get("finish_reason"):
-                choice.finish_reason = raw["finish_reason"]
-        if budget < 0:
-            raise AnswerTooLarge(limit or 0)
-    if not choices:
-        choices[0] = _Choice()
-    out_choices = []
-    for index in sorted(choices):
-        choice = choices[index]
-        message: dict[str, Any] = {"role": "assistant", **choice.extra}
-        message["content"] = (
-            "".join(choice.content) if choice.has_content or not choice.tools else None
-        )
-        if choice.tools:
-            message["tool_calls"] = _tool_calls(choice.tools[k] for k in sorted(choice.tools))
-        finish = choice.finish_reason or ("tool_calls" if choice.tools else "stop")
-        out_choices.append(
-            {"index": index, "message": message, "finish_reason": finish, "logprobs": None}
-        )
-    completion: dict[str, Any] = {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": agent_model or model,
-        "choices": out_choices,
-    }
-    if usage:
-        completion["usage"] = usage
-    return completion
+        assembly.add(item)
+    return assembly.completion(cid, created, model)

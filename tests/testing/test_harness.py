@@ -79,13 +79,13 @@ def test_finalize_recorder_catches_a_server_that_finalizes_twice() -> None:
         return "ok"
 
     recorder = FinalizeRecorder(app)
-    run_finalize = app.chat_handler.hooks.run_finalize
+    run_finalize = app.endpoint.hooks.run_finalize
 
     async def twice(state: Any, response: Any) -> None:  # a deliberately broken server
         await run_finalize(state, response)
         await run_finalize(state, response)
 
-    app.chat_handler.hooks.run_finalize = twice  # type: ignore[method-assign]
+    app.endpoint.hooks.run_finalize = twice  # type: ignore[method-assign]
     with create_test_client(app) as client:
         client.post("/ok/chat/completions", json=BODY)
     with pytest.raises(AssertionError, match="finalize ran 2 times"):
@@ -100,7 +100,7 @@ def test_finalize_recorder_catches_finalize_before_stream_end() -> None:
         yield "a"
 
     recorder = FinalizeRecorder(app)
-    hooks = app.chat_handler.hooks
+    hooks = app.endpoint.hooks
     original = hooks.run_finalize
 
     async def early(state: Any, response: Any) -> None:

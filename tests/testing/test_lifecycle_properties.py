@@ -16,7 +16,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from robutler.server import ServerBase, StreamingWrapper, context, endpoint, get_context
 from robutler.server.context import _current
-from robutler.server.endpoint import ChatHandler
+from robutler.server.endpoint import Exchange
 from robutler_testing.lifecycle import (
     PROFILE_ENV,
     AgentPlan,
@@ -117,92 +117,64 @@ def test_without_the_api_key_the_report_says_what_to_do() -> None:
 # deliberately broken servers ---------------------------------------------------------
 
 
-class _HooksSkipping:
-    """The server's hooks, except that run_finalize is skipped when `skip(state)` says so."""
-
-    def __init__(self, hooks: Any, skip: Callable[[Any], bool]) -> None:
-        self.hooks = hooks
-        self.skip = skip
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.hooks, name)
-
-    async def run_finalize(self, state: Any, response: Any) -> None:
-        if not self.skip(state):
-            await self.hooks.run_finalize(state, response)
-
-
-class FinalizeTwiceOnDisconnect(ChatHandler):
+class FinalizeTwiceOnDisconnect(Exchange):
     """Runs finalize when it notices the disconnect, and then again at the end."""
 
-    async def _run(self, state: Any, *args: Any) -> None:
-        await super()._run(state, *args)
-        outcome = next(a for a in args if hasattr(a, "started"))
-        response = outcome.response
-        if isinstance(response, StreamingWrapper) and response.disconnected:
-            await self.hooks.run_finalize(state, response)
+    async def answer(self, spec: Any, parsed: Any) -> None:
+        await super().answer(spec, parsed)
+        if isinstance(self.response, StreamingWrapper) and self.response.disconnected:
+            await self.endpoint.hooks.run_finalize(self.state, self.response)
 
 
-class FinalizeWhenTheStreamStarts(ChatHandler):
+class FinalizeWhenTheStreamStarts(Exchange):
     """Finalizes as soon as the stream's headers are out, like a naive middleware."""
 
-    def __init__(self, hooks: Any, **kwargs: Any) -> None:
-        super().__init__(_HooksSkipping(hooks, lambda s: s.get("finalized early")), **kwargs)
-
-    async def _stream(self, state: Any, *args: Any) -> None:
-        *head, send, outcome = args
+    async def stream(self, *args: Any) -> None:
+        send = self.send
 
         async def early(message: Any) -> None:
             await send(message)
             if message["type"] == "http.response.start":
-                state.set("finalized early", True)
-                await self.hooks.hooks.run_finalize(state, outcome.response)
+                self.state.set("finalized early", True)
+                await self.endpoint.hooks.run_finalize(self.state, self.response)
 
-        await super()._stream(state, *head, early, outcome)
+        self.send = early
+        await super().stream(*args)
+
+    async def finalize(self) -> None:
+        if not self.state.get("finalized early"):
+            await super().finalize()
 
 
-class SkipFinalizeWhenTheAgentRaises(ChatHandler):
+class SkipFinalizeWhenTheAgentRaises(Exchange):
     """Finalizes in an `else:` instead of a `finally:` around the agent."""
 
-    def __init__(self, hooks: Any, **kwargs: Any) -> None:
-        super().__init__(_HooksSkipping(hooks, lambda s: s.get("agent raised")), **kwargs)
-
-    async def _produce(self, state: Any, *args: Any) -> None:
+    async def produce(self, spec: Any, parsed: Any) -> None:
         try:
-            await super()._produce(state, *args)
+            await super().produce(spec, parsed)
         except Exception:
-            state.set("agent raised", True)
+            self.state.set("agent raised", True)
             raise
 
+    async def finalize(self) -> None:
+        if not self.state.get("agent raised"):
+            await super().finalize()
 
-class ContextNeverReset(ChatHandler):
+
+class ContextNeverReset(Exchange):
     """Leaves the request's context current after the request (forgets the reset)."""
 
-    last: Any = None
-
-    async def _serve(self, state: Any, *args: Any) -> None:
-        self.last = state
-        await super()._serve(state, *args)
-
-    async def __call__(self, *args: Any) -> None:
-        await super().__call__(*args)
-        _current.set(self.last)
+    async def run(self, specs: Any) -> None:
+        await super().run(specs)
+        _current.set(self.state)
 
 
-def broken(handler: type[ChatHandler]) -> Callable[[], ServerBase]:
-    """A factory of servers whose chat handler is `handler`."""
+def broken(exchange: type[Exchange]) -> Callable[[], ServerBase]:
+    """A factory of servers whose requests go through `exchange`, a broken Exchange."""
 
     def factory() -> ServerBase:
         app = make_app()
-        old = app.chat_handler
-        app.chat_handler = handler(
-            old.hooks,
-            max_body_size=old.max_body_size,
-            max_messages=old.max_messages,
-            max_depth=old.max_depth,
-            auth=old.auth,
-            debug=old.debug,
-        )
+        app.endpoint.exchange_class = exchange
         return app
 
     return factory
@@ -243,7 +215,7 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("handler", "problem"), BROKEN, ids=[b[0].__name__ for b in BROKEN])
-def test_the_properties_catch_a_broken_server(handler: type[ChatHandler], problem: str) -> None:
+def test_the_properties_catch_a_broken_server(handler: type[Exchange], problem: str) -> None:
     with pytest.raises(LifecycleViolation, match=problem) as caught:
         check_lifecycle(broken(handler), settings=META)
     # the shrunk scenario is reported in plain words
@@ -269,7 +241,7 @@ LIVE_BROKEN = BROKEN[:3]
     ("handler", "problem"), LIVE_BROKEN, ids=[b[0].__name__ for b in LIVE_BROKEN]
 )
 def test_the_state_machine_catches_a_broken_live_server(
-    handler: type[ChatHandler], problem: str
+    handler: type[Exchange], problem: str
 ) -> None:
     machine = LifecycleMachine.bind(broken(handler))
     try:
