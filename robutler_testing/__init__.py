@@ -6,6 +6,8 @@ stay light):
 - `MockAgent`: a scripted, deterministic agent with failure modes.
 - `validate_completion`, `validate_chunk`, `validate_stream`, `StreamReport`,
   `ConformanceError`: OpenAI wire-format checks, also through the official client's types.
+- `validate_response`, `validate_response_stream`, `ResponseStreamReport`: the same for
+  the Responses API (`response` objects and their semantic SSE events).
 - `create_test_client`: a TestClient that keeps one event loop for its life.
 - `FinalizeRecorder`: checks that finalize ran exactly once per request.
 - `mock_openai`: the upstream OpenAI API on 127.0.0.1, for real Agents SDK agents.
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
     from .mock_agent import MockAgent, MockAgentError
     from .mock_openai import MockOpenAI, mock_openai
     from .recorder import FinalizeRecorder
+    from .response_validators import (
+        ResponseStreamReport,
+        validate_response,
+        validate_response_stream,
+    )
     from .validators import (
         ConformanceError,
         Problem,
@@ -41,6 +48,9 @@ _WHERE = {
     "StreamReport": "validators",
     "ConformanceError": "validators",
     "Problem": "validators",
+    "validate_response": "response_validators",
+    "validate_response_stream": "response_validators",
+    "ResponseStreamReport": "response_validators",
     "create_test_client": "client",
     "FinalizeRecorder": "recorder",
     "mock_openai": "mock_openai",
@@ -56,11 +66,14 @@ __all__ = [
     "MockAgentError",
     "MockOpenAI",
     "Problem",
+    "ResponseStreamReport",
     "StreamReport",
     "create_test_client",
     "mock_openai",
     "validate_chunk",
     "validate_completion",
+    "validate_response",
+    "validate_response_stream",
     "validate_stream",
 ]
 

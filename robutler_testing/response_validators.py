@@ -252,7 +252,7 @@ class _Checker:
             self.bad(("created_at",), f"must be a Unix time in seconds, got {created!r}")
         self.string(obj, (), "model")
         status = obj.get("status")
-        if status is not None and status not in RESPONSE_STATUSES:
+        if status is not None and not (isinstance(status, str) and status in RESPONSE_STATUSES):
             allowed = ", ".join(sorted(RESPONSE_STATUSES))
             self.bad(("status",), f"is {status!r}, not one of {allowed}")
         error = obj.get("error")
@@ -293,7 +293,7 @@ class _Checker:
             return
         kind = item.get("type")
         status = item.get("status")
-        if status is not None and status not in _ITEM_STATUSES:
+        if status is not None and not (isinstance(status, str) and status in _ITEM_STATUSES):
             self.bad(
                 (*path, "status"), f"is {status!r}, not one of {', '.join(sorted(_ITEM_STATUSES))}"
             )
@@ -516,6 +516,7 @@ class _Stream:
     def feed(self, index: int, event: dict[str, Any]) -> None:
         self.events.append(event)
         kind = event.get("type")
+        kind = kind if isinstance(kind, str) else ""
         if self.ended_at is not None:
             self.bad(index, f"{kind} comes after the stream ended (event {self.ended_at})")
             return

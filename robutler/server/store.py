@@ -129,7 +129,9 @@ class SQLiteStore(ResponseStore):
         prune_every: int = 100,
     ) -> None:
         if max_responses is not None and (
-            isinstance(max_responses, bool) or not isinstance(max_responses, int) or max_responses < 1
+            isinstance(max_responses, bool)
+            or not isinstance(max_responses, int)
+            or max_responses < 1
         ):
             raise ValueError(f"max_responses must be a positive int or None, got {max_responses!r}")
         self.path = str(path)
