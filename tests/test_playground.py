@@ -73,8 +73,13 @@ def test_playground_page_is_html_with_the_agents(client: Any) -> None:
     assert config["dynamic"] is True
     assert config["keys"] is False
     assert config["agent"] is None
-    assert config["models"] is None  # no /v1/models route on this server
+    assert config["models"] == "/v1/models"  # the front door lists every agent
     assert config["base"] == ""
+
+
+def test_playground_without_the_front_door_keeps_its_own_list() -> None:
+    with TestClient(make_app(openai_prefix=None)) as c:
+        assert config_of(c.get("/playground").text)["models"] is None
 
 
 def test_agent_playground_opens_on_that_agent(client: Any) -> None:

@@ -391,13 +391,10 @@ def test_dynamic_agents_and_the_models_list(tab: Tab, serve: Any) -> None:
     async def find(name: str) -> Any:
         return {"greeting": "Arr"} if name == "pirate" else False
 
-    @app.agent(find)
+    # the page prefers the server's /v1/models list, where dynamic agents can be listed
+    @app.agent(find, list=lambda: ["pirate", "parrot"])
     async def persona(messages: Any, stream: bool = False, agent_data: Any = None) -> str:
         return f"{agent_data['greeting']}! You said: {messages[-1]['content']}"
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:  # the page prefers this list when there is one
-        return {"object": "list", "data": [{"id": "pirate"}, {"id": "parrot"}]}
 
     url = serve(app)
     tab.open(url + "/pirate/playground")

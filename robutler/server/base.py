@@ -1,13 +1,15 @@
 """ServerBase: a FastAPI app that serves agents behind OpenAI-compatible routes.
 
 Static agents get concrete routes at registration; requests that match no route and look
-like an agent's (`/NAME`, `/NAME/models`, `/NAME/chat/completions`) reach the dynamic
-resolvers through the router's default app. Every agent route is plain ASGI, so the
-lifecycle costs no middleware.
+like an agent's (`/NAME`, `/NAME/models`, `/NAME/chat/completions`, `/NAME/responses`)
+reach the dynamic resolvers through the router's default app. Every agent route is plain
+ASGI, so the lifecycle costs no middleware. The `/v1` front door (one base URL, the agent
+picked by `model`) is in `frontdoor.py`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
@@ -32,9 +34,12 @@ from .auth import ApiKeys
 from .config import load_env
 from .context import RequestState, get_context
 from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpoint
+from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
 from .lifecycle import Hooks, StreamingWrapper
 from .playground import PAGE_PATH, Playground
 from .protocol import RequestError, encode, error_response
+from .responses.wire import ResponsesWire
+from .store import MemoryStore, ResponseStore, SQLiteStore
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
 # robutler documentation imports them from `robutler.server.base`.
@@ -43,7 +48,15 @@ __all__ = ["AgentDecorator", "RequestState", "ServerBase", "StreamingWrapper", "
 F = TypeVar("F", bound=Callable[..., Any])
 
 CHAT, INFO, MODELS, MODEL = "chat", "info", "models", "model"
-_ALLOWED = {CHAT: ("GET", "POST"), INFO: ("GET", "POST"), MODELS: ("GET",), MODEL: ("GET",)}
+RESPONSES, STORED = "responses", "stored"
+_ALLOWED = {
+    CHAT: ("GET", "POST"),
+    INFO: ("GET", "POST"),
+    MODELS: ("GET",),
+    MODEL: ("GET",),
+    RESPONSES: ("POST",),
+    STORED: ("GET", "DELETE"),
+}
 
 
 class AgentDecorator:
@@ -56,6 +69,8 @@ class AgentDecorator:
     with `n=...` and returns a list of n replies (each a str or a message dict) or a
     chat.completion dict with n choices. Other agents answer one choice; a request with
     `n > 1` to them is rejected with a 400 before they run.
+    `@app.agent(resolver, list=fn)` also lists the dynamic agents `fn()` names (sync or
+    async, a list of names) in `GET /v1/models`.
     `@app.agent.before_request` and `@app.agent.finalize_request` add hooks.
     """
 
@@ -74,6 +89,7 @@ class AgentDecorator:
         *,
         description: str | None = ...,
         choices: bool = ...,
+        list: Callable[[], Any] | None = ...,
     ) -> Callable[[F], F]: ...
 
     @overload
@@ -87,7 +103,13 @@ class AgentDecorator:
         *,
         description: str | None = None,
         choices: bool = False,
+        list: Callable[[], Any] | None = None,
     ) -> Any:
+        if list is not None and (isinstance(name_or_resolver, str) or not callable(list)):
+            raise TypeError(
+                "list= goes with a resolver, @app.agent(resolver, list=fn), and is a "
+                "function that returns the names GET /v1/models shows"
+            )
         if isinstance(name_or_resolver, str):
             name = check_name(name_or_resolver, self._server.reserved_names)
 
@@ -106,7 +128,7 @@ class AgentDecorator:
 
             def register_dynamic(fn: F) -> F:
                 self._server.add_dynamic_agent(
-                    resolver, fn, description=description, choices=choices
+                    resolver, fn, description=description, choices=choices, list=list
                 )
                 return fn
 
@@ -159,6 +181,13 @@ class ServerBase(FastAPI):
       request; `"reject"` answers 500 with code `hook_error` (fail closed).
     - `playground`: the chat page at `/playground` and `/NAME/playground`; None (default)
       means on unless API keys are configured.
+    - `openai_prefix`: where the OpenAI front door is (`/v1`: `GET /v1/models`,
+      `POST /v1/chat/completions`, `POST /v1/responses`, the agent picked by `model`);
+      None turns it off. Its first segment cannot be an agent's name.
+    - `response_store`: where Responses API answers are stored (for `previous_response_id`,
+      `GET`/`DELETE .../responses/{id}`); default an `SQLiteStore` at
+      `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
+      `MemoryStore`.
     """
 
     def __init__(
@@ -174,9 +203,17 @@ class ServerBase(FastAPI):
         env_file: str | None = None,
         hook_errors: str = "log",
         playground: bool | None = None,
+        openai_prefix: str | None = "/v1",
+        response_store: ResponseStore | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
+        openai_prefix = check_prefix(openai_prefix)
+        if response_store is not None and not isinstance(response_store, ResponseStore):
+            raise TypeError(
+                "response_store must be a robutler.server.store.ResponseStore (MemoryStore, "
+                f"SQLiteStore or your own subclass), got {type(response_store).__name__}"
+            )
         super().__init__(**fastapi_kwargs)
         for label, value in (
             ("max_body_size", max_body_size),
@@ -199,12 +236,15 @@ class ServerBase(FastAPI):
             debug=self.debug,
         )
         self.chat_handler = self.endpoint  # its former name
+        self.endpoint.models = self._specs_for_model
+        self.responses_wire = ResponsesWire(response_store or _default_store())
+        self.started = _STARTED  # when the models were "created"
         if cors_origins is not None:
             origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
             self.add_middleware(
                 CORSMiddleware,
                 allow_origins=origins,
-                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                 allow_headers=["authorization", "content-type"],
                 expose_headers=["x-request-id"],
             )
@@ -218,6 +258,28 @@ class ServerBase(FastAPI):
             self._guard_docs(self.api_keys)
         self.playground = Playground(self, playground)
         self.router.routes.append(Route(PAGE_PATH, self.playground, name="playground"))
+        self.openai_prefix = openai_prefix
+        self.front_door: FrontDoor | None = None
+        if openai_prefix is not None:
+            self.front_door = FrontDoor(self, openai_prefix)
+            self.reserved_names.add(openai_prefix.strip("/").split("/")[0])
+            self.router.routes.extend(self.front_door.routes())
+
+    @property
+    def response_store(self) -> ResponseStore:
+        """Where Responses API answers are stored; assign another `ResponseStore` to change it."""
+        return self.responses_wire.store
+
+    @response_store.setter
+    def response_store(self, store: ResponseStore) -> None:
+        if not isinstance(store, ResponseStore):
+            raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
+        self.responses_wire.store = store
+
+    def _specs_for_model(self, model: str) -> list[AgentSpec]:
+        if self.front_door is None:  # pragma: no cover - only the front door routes by model
+            raise RuntimeError("routing by model needs the front door")
+        return self.front_door.specs_for(model)
 
     # registration ---------------------------------------------------------------------
 
@@ -235,6 +297,7 @@ class ServerBase(FastAPI):
 
         `choices=True`: `fn` answers the request's `n` itself (see `AgentDecorator`).
         """
+        self._check_front_door_name(name)
         check_name(name, self.reserved_names)
         if name in self.static_agents:
             raise ValueError(
@@ -247,6 +310,8 @@ class ServerBase(FastAPI):
         specs = [spec]
         for path, kind in (
             (f"/{name}/chat/completions", CHAT),
+            (f"/{name}/responses", RESPONSES),
+            (f"/{name}/responses/{{response_id}}", STORED),
             (f"/{name}/models", MODELS),
             (f"/{name}/models/{{model_id:path}}", MODEL),
             (f"/{name}", INFO),
@@ -263,11 +328,25 @@ class ServerBase(FastAPI):
         *,
         description: str | None = None,
         choices: bool = False,
+        list: Callable[[], Any] | None = None,
     ) -> AgentSpec:
-        """Serve `fn` for every agent name that `resolver(name)` returns data for."""
+        """Serve `fn` for every agent name that `resolver(name)` returns data for.
+
+        `list`: a function (sync or async) returning the names `GET /v1/models` shows.
+        """
         spec = AgentSpec(fn, None, resolver, description=description, choices=choices)
         self.dynamic_agents.append(spec)
+        if list is not None and self.front_door is not None:
+            self.front_door.listers.append(list)
         return spec
+
+    def _check_front_door_name(self, name: Any) -> None:
+        prefix = self.openai_prefix
+        if isinstance(name, str) and prefix is not None and name == prefix.strip("/").split("/")[0]:
+            raise ValueError(
+                f"agent name {name!r} collides with the OpenAI front door at {prefix}; choose "
+                "another name, or build the server with openai_prefix=None (or another prefix)"
+            )
 
     # routes ---------------------------------------------------------------------------
 
@@ -325,6 +404,11 @@ class ServerBase(FastAPI):
                 kind = MODELS
             elif len(parts) == 3 and parts[1:] == ["chat", "completions"]:
                 kind = CHAT
+            elif len(parts) == 2 and parts[1] == "responses":
+                kind = RESPONSES
+            elif len(parts) == 3 and parts[1] == "responses" and parts[2]:
+                kind = STORED
+                scope["path_params"] = {"response_id": parts[2]}
             elif len(parts) >= 3 and parts[1] == "models" and all(parts[2:]):
                 kind = MODEL
             # A name that could not be an agent's is an unknown path: no resolver, hook or
@@ -350,7 +434,12 @@ class ServerBase(FastAPI):
         if kind == CHAT and method == "POST":
             await self.endpoint(scope, receive, send, name, specs)
             return
-        if method not in _ALLOWED[kind] and not (method == "HEAD" and kind != CHAT):
+        if kind == RESPONSES and method == "POST":
+            await self.endpoint(scope, receive, send, name, specs, self.responses_wire)
+            return
+        if method not in _ALLOWED[kind] and not (
+            method == "HEAD" and kind not in (CHAT, RESPONSES) and "GET" in _ALLOWED[kind]
+        ):
             allowed = ", ".join(_ALLOWED[kind])
             response = error_response(
                 405,
@@ -360,9 +449,10 @@ class ServerBase(FastAPI):
             )
             await response(scope, receive, send)
             return
+        owner = None
         if self.api_keys is not None:
             try:
-                self.api_keys.check(scope)
+                owner = self.api_keys.check(scope)
             except RequestError as exc:
                 await exc.response()(scope, receive, send)
                 return
@@ -370,6 +460,9 @@ class ServerBase(FastAPI):
             spec, _ = await find_agent(name, specs)
         except RequestError as exc:
             await exc.response()(scope, receive, send)
+            return
+        if kind == STORED:
+            await stored_response(self, scope, receive, send, owner)
             return
         if kind == CHAT:
             body: dict[str, Any] = {
@@ -422,14 +515,21 @@ class _KeyGuard:
 
 
 def _model(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "robutler"}
+    return model_object(name, _STARTED)
+
+
+def _default_store() -> ResponseStore:
+    """An SQLiteStore at ROBUTLER_RESPONSES_DB when it is set, else a MemoryStore."""
+    path = os.environ.get("ROBUTLER_RESPONSES_DB", "").strip()
+    return SQLiteStore(path) if path else MemoryStore()
 
 
 async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:
     """OpenAI's answer to a URL it does not serve, with the routes an agent has."""
     message = (
         f"Invalid URL ({scope['method']} {scope['path']}): each agent NAME is served at "
-        "/NAME/chat/completions, /NAME/models and /NAME; GET /health lists the agents."
+        "/NAME/chat/completions, /NAME/responses, /NAME/models and /NAME; GET /health "
+        "lists the agents."
     )
     await error_response(404, message, code="unknown_url")(scope, receive, send)
 

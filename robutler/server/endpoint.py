@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -153,10 +154,12 @@ class AgentEndpoint:
 
     `await endpoint(scope, receive, send, name, specs, wire)` serves one request through
     an `Exchange` of its own (`exchange_class`), in the given wire format (Chat
-    Completions by default).
+    Completions by default). With `name` and `specs` None the body's `model` names the
+    agent, and `models(model)` (set by the server) gives the specs that may serve it.
     """
 
     exchange_class: type[Exchange]
+    models: Callable[[str], list[AgentSpec]] | None = None
 
     def __init__(
         self,
@@ -182,11 +185,26 @@ class AgentEndpoint:
         scope: Scope,
         receive: Receive,
         send: Send,
-        name: str,
-        specs: list[AgentSpec],
+        name: str | None,
+        specs: list[AgentSpec] | None,
         wire: WireFormat = CHAT,
     ) -> None:
         await self.exchange_class(self, wire, name, scope, receive, send).run(specs)
+
+    def route_model(self, model: str | None) -> list[AgentSpec]:
+        """The specs that may serve the agent a `/v1` request names by `model` (set by the
+        server; 422 when `model` is missing)."""
+        if not model:
+            raise RequestError(
+                422,
+                "Missing required parameter: 'model' (the agent's name; GET /v1/models "
+                "lists them).",
+                param="model",
+                code="missing_required_parameter",
+            )
+        if self.models is None:
+            raise model_not_found(model)
+        return self.models(model)
 
     def failure(self, exc: BaseException, state: RequestState) -> RequestError:
         """What the client is told about `exc`; a 5xx is logged once (see RequestError)."""
@@ -230,7 +248,7 @@ class Exchange:
         self,
         endpoint: AgentEndpoint,
         wire: WireFormat,
-        name: str,
+        name: str | None,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -250,7 +268,7 @@ class Exchange:
 
     # 1. the request, from its context to its finalize ----------------------------------
 
-    async def run(self, specs: list[AgentSpec]) -> None:
+    async def run(self, specs: list[AgentSpec] | None) -> None:
         """Serve the request with its state current, then finalize it exactly once."""
         state = self.state
         token = _current.set(state)
@@ -275,21 +293,31 @@ class Exchange:
 
     # 2. keys, hooks, resolution, validation --------------------------------------------
 
-    async def serve(self, specs: list[AgentSpec]) -> None:
+    async def serve(self, specs: list[AgentSpec] | None) -> None:
         """Check the key, run the before hooks, find the agent, read the body; `answer`.
-        A failure becomes the OpenAI error answer (or is reported in the open stream)."""
+        A failure becomes the OpenAI error answer (or is reported in the open stream).
+
+        `specs` None: the agent is the one the body's `model` names (the `/v1` front
+        door), so the body is read and validated first, then the hooks run and the agent
+        is resolved (404 `model_not_found`).
+        """
         state = self.state
         endpoint = self.endpoint
         try:
             if endpoint.auth is not None:
                 state.api_key_name = endpoint.auth.check(self.scope)
-            if endpoint.hooks.before:
-                await endpoint.hooks.run_before(state)
-            spec, state.agent_data = await find_agent(state.agent_name or "", specs)
-            assert state.request is not None
-            parsed = await self.wire.parse(await state.request.body(), self)
-            state.messages = parsed.messages
-            state.stream = parsed.stream
+            if specs is None:
+                parsed = await self.parse()
+                specs = endpoint.route_model(parsed.model)
+                state.agent_name = parsed.model
+                if endpoint.hooks.before:
+                    await endpoint.hooks.run_before(state)
+                spec, state.agent_data = await _find_model(state.agent_name or "", specs)
+            else:
+                if endpoint.hooks.before:
+                    await endpoint.hooks.run_before(state)
+                spec, state.agent_data = await find_agent(state.agent_name or "", specs)
+                parsed = await self.parse()
             if parsed.n > 1 and not spec.choices:
                 raise RequestError(
                     400,
@@ -311,6 +339,15 @@ class Exchange:
         self.response = error.response(state.request_id)
         self.started = True
         await self.response(self.scope, self.receive, self.send)
+
+    async def parse(self) -> Parsed:
+        """Read the body (413 beyond the limit) and parse it in the wire format (422)."""
+        state = self.state
+        assert state.request is not None
+        parsed = await self.wire.parse(await state.request.body(), self)
+        state.messages = parsed.messages
+        state.stream = parsed.stream
+        return parsed
 
     # 3. the agent, watched for a client who leaves -------------------------------------
 
@@ -388,7 +425,10 @@ class Exchange:
             finally:
                 await _close(items)
         state.token_usage = completion.get("usage")
-        await self.send_json(self.wire.json_body(completion, self))
+        body = self.wire.json_body(completion, parsed, self)
+        if parsed.on_answer is not None:
+            await parsed.on_answer()
+        await self.send_json(body)
 
     async def send_json(self, body: bytes) -> None:
         """Send a 200 JSON answer; finalize gets it as a Response (if anyone looks)."""
@@ -462,6 +502,8 @@ class Exchange:
                         await asyncio.sleep(0)  # a disconnect cancels this task here
                 tail = encoder.finish()
                 state.token_usage = encoder.usage
+                if parsed.on_answer is not None:
+                    await parsed.on_answer()
                 wrapper.bytes_sent += len(tail)
                 await _send_last(
                     send, {"type": "http.response.body", "body": tail, "more_body": False}
@@ -533,6 +575,26 @@ class ResponseError(RequestError):
 
     def __str__(self) -> str:
         return f"the agent's response could not be sent: {self.why}"
+
+
+def model_not_found(model: str) -> RequestError:
+    return RequestError(
+        404,
+        f"The model {model!r} does not exist: it names no agent of this server (GET /v1/models "
+        "lists them).",
+        param="model",
+        code="model_not_found",
+    )
+
+
+async def _find_model(model: str, specs: list[AgentSpec]) -> tuple[AgentSpec, Any]:
+    """`find_agent` for a `/v1` request: an unknown agent is a 404 `model_not_found`."""
+    try:
+        return await find_agent(model, specs)
+    except RequestError as exc:
+        if exc.status != 404:
+            raise
+        raise model_not_found(model) from None
 
 
 def _bad_header(response: Response) -> str | None:

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["PAGE_PATH", "Playground"]
 
 PAGE_PATH = "/playground"
-_MODELS_PATH = "/v1/models"
 
 
 def _read(name: str) -> str:
@@ -73,7 +72,7 @@ class Playground:
     """The ASGI app behind `/playground` and `/NAME/playground` of one server.
 
     `enabled=None` means on unless the server has API keys. The part of the page's
-    config that describes the server (title, agents, keys, a `/v1/models` route) is
+    config that describes the server (title, agents, keys, its `/v1/models` route) is
     worked out at the first page request, when every route is registered, and kept.
     """
 
@@ -92,9 +91,7 @@ class Playground:
                 "agents": sorted(server.static_agents),
                 "dynamic": bool(server.dynamic_agents),
                 "keys": server.api_keys is not None,
-                "models": _MODELS_PATH
-                if any(getattr(r, "path", None) == _MODELS_PATH for r in server.routes)
-                else None,
+                "models": f"{server.openai_prefix}/models" if server.openai_prefix else None,
             }
         return self._server_config
 

@@ -7,18 +7,23 @@ read and how an answer is written, and that is a `WireFormat`:
 - `parse(body, exchange)` validates the request body and says what the agent gets
   (`Parsed`: the chat `messages`, whether to stream, `include_usage`, the asked-for
   `model`, `n`);
-- `json_body(completion, exchange)` writes a non-streamed answer from the chat.completion
-  the agent's result was turned into;
+- `json_body(completion, parsed, exchange)` writes a non-streamed answer from the
+  chat.completion the agent's result was turned into;
 - `encoder(...)` makes the stream encoder, which turns the agent's stream items (str
   deltas and chat.completion.chunk dicts) into SSE frames: `start()`, `item()`,
   `finish()`, `error()`, and the `usage` it saw.
+
+A wire format that must do something once the answer is complete and before the client
+has all of it (the Responses API stores the response, so that a client that continues
+the conversation at once finds it) sets `Parsed.on_answer`: the flow awaits it right
+before it sends the JSON body or the stream's last frames.
 
 `CHAT` is the Chat Completions wire format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import encode, parse_request
@@ -33,7 +38,16 @@ __all__ = ["CHAT", "ChatWire", "Parsed", "StreamEncoder", "WireFormat"]
 class Parsed:
     """What a request body asks for, in the terms the agent is called with."""
 
-    __slots__ = ("data", "include_usage", "messages", "model", "n", "request", "stream")
+    __slots__ = (
+        "data",
+        "include_usage",
+        "messages",
+        "model",
+        "n",
+        "on_answer",
+        "request",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -45,6 +59,7 @@ class Parsed:
         n: int = 1,
         data: Mapping[str, Any] | None = None,
         request: Any = None,
+        on_answer: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.messages = messages
         self.stream = stream
@@ -52,7 +67,8 @@ class Parsed:
         self.model = model
         self.n = n
         self.data = data  # the body as JSON, every field kept
-        self.request = request  # the validated request model
+        self.request = request  # the validated request model (or the wire's own state)
+        self.on_answer = on_answer  # awaited before the answer's last bytes are sent
 
 
 class StreamEncoder(Protocol):
@@ -73,7 +89,9 @@ class WireFormat(Protocol):
     id_prefix: str
 
     async def parse(self, body: bytes, exchange: Exchange) -> Parsed: ...
-    def json_body(self, completion: dict[str, Any], exchange: Exchange) -> bytes: ...
+    def json_body(
+        self, completion: dict[str, Any], parsed: Parsed, exchange: Exchange
+    ) -> bytes: ...
     def encoder(
         self, answer_id: str, created: int, model: str, parsed: Parsed, exchange: Exchange
     ) -> StreamEncoder: ...
@@ -99,7 +117,7 @@ class ChatWire:
             request=req,
         )
 
-    def json_body(self, completion: dict[str, Any], exchange: Exchange) -> bytes:
+    def json_body(self, completion: dict[str, Any], parsed: Parsed, exchange: Exchange) -> bytes:
         return encode(completion)
 
     def encoder(

@@ -1,0 +1,124 @@
+"""The Responses API as a wire format of the request flow (see `robutler.server.wire`).
+
+`ResponsesWire.parse` validates the body, loads the conversation of
+`previous_response_id` from the server's `ResponseStore` (for the API key that made it)
+and gives the agent the whole conversation as chat `messages`. Answers become `response`
+objects (`json_body`) or Responses events (`encoder`). With `store` (the default), the
+response and its conversation are stored before the client has the whole answer, so a
+client that continues at once finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import RequestError, encode
+from ..wire import Parsed
+from .encoder import ResponsesEncoder
+from .objects import new_response_id, response_from_completion
+from .request import ResponsesRequest, chat_messages, items_to_messages, parse_responses_request
+
+if TYPE_CHECKING:
+    from ..endpoint import Exchange
+    from ..store import ResponseStore
+
+__all__ = ["ResponsesCall", "ResponsesWire"]
+
+logger = logging.getLogger("robutler")
+
+
+class ResponsesCall:
+    """One Responses request's own state: its id, the earlier turns, where it is stored."""
+
+    __slots__ = ("encoder", "owner", "previous", "request", "response", "response_id", "store")
+
+    def __init__(
+        self,
+        request: ResponsesRequest,
+        previous: list[dict[str, Any]],
+        owner: str | None,
+        store: ResponseStore,
+    ) -> None:
+        self.request = request
+        self.previous = previous
+        self.owner = owner
+        self.store = store
+        self.response_id = new_response_id()
+        self.response: dict[str, Any] | None = None
+        self.encoder: ResponsesEncoder | None = None
+
+    async def save(self) -> None:
+        """Store the response with its conversation (without the instructions, which a
+        later turn does not inherit). A store that fails is logged; the client still gets
+        its answer."""
+        response = self.response
+        if response is None and self.encoder is not None:
+            response = self.encoder.response
+        if response is None:
+            return
+        messages = [
+            *self.previous,
+            *self.request.input_messages,
+            *items_to_messages(response["output"], "output"),
+        ]
+        try:
+            await self.store.put(
+                self.response_id, {"response": response, "messages": messages}, self.owner
+            )
+        except Exception:
+            logger.exception("storing response %s failed", self.response_id)
+
+
+class ResponsesWire:
+    """OpenAI's Responses API over the same agents; `store` keeps stored responses."""
+
+    id_prefix = "resp_"
+
+    def __init__(self, store: ResponseStore) -> None:
+        self.store = store
+
+    async def parse(self, body: bytes, exchange: Exchange) -> Parsed:
+        endpoint = exchange.endpoint
+        data, request = parse_responses_request(
+            body, max_messages=endpoint.max_messages, max_depth=endpoint.max_depth
+        )
+        owner = exchange.state.api_key_name
+        previous: list[dict[str, Any]] = []
+        if request.previous_response_id is not None:
+            record = await self.store.get(request.previous_response_id, owner)
+            if record is None:
+                raise RequestError(
+                    400,
+                    f"Previous response with id {request.previous_response_id!r} not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            previous = list(record.get("messages") or [])
+        call = ResponsesCall(request, previous, owner, self.store)
+        return Parsed(
+            chat_messages(request, previous),
+            stream=request.stream is True,
+            model=request.model,
+            data=data,
+            request=call,
+            on_answer=call.save if request.store is not False else None,
+        )
+
+    def json_body(self, completion: dict[str, Any], parsed: Parsed, exchange: Exchange) -> bytes:
+        call: ResponsesCall = parsed.request
+        call.response = response_from_completion(
+            completion,
+            response_id=call.response_id,
+            created_at=completion["created"],
+            model=completion["model"],
+            request=call.request,
+        )
+        return encode(call.response)
+
+    def encoder(
+        self, answer_id: str, created: int, model: str, parsed: Parsed, exchange: Exchange
+    ) -> ResponsesEncoder:
+        call: ResponsesCall = parsed.request
+        call.encoder = ResponsesEncoder(call.response_id, created, model, call.request)
+        return call.encoder
