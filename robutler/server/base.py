@@ -31,7 +31,7 @@ from .agents import (
     looks_like_handler,
 )
 from .auth import ApiKeys
-from .config import load_env
+from .config import load_env, seconds
 from .context import RequestState, get_context
 from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpoint
 from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
@@ -171,6 +171,12 @@ class ServerBase(FastAPI):
     - `max_answer_size`: characters of content an answer may have when the client did not
       ask for a stream (it is assembled in memory); beyond, the agent is stopped and the
       client gets a 500 with code `answer_too_large`.
+    - `keepalive`: seconds without a byte on an open stream before the server sends an SSE
+      comment (`: keepalive`) so that proxies keep it open; default `ROBUTLER_SSE_KEEPALIVE`
+      or 15, 0 turns it off.
+    - `request_timeout`: seconds an agent may take for its answer; beyond, it is cancelled
+      and the client gets a 504 `timeout` (an error event in an open stream); default
+      `ROBUTLER_REQUEST_TIMEOUT`, else no limit.
     - `public_docs`: whether `/docs`, `/redoc` and `/openapi.json` are open. Default: open
       without API keys, behind the key when keys are configured (`/health` then tells a
       caller without a key only that the server is alive).
@@ -200,6 +206,8 @@ class ServerBase(FastAPI):
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         cors_origins: Iterable[str] | None = None,
         public_docs: bool | None = None,
+        keepalive: float | None = None,
+        request_timeout: float | None = None,
         env_file: str | None = None,
         hook_errors: str = "log",
         playground: bool | None = None,
@@ -234,6 +242,10 @@ class ServerBase(FastAPI):
             max_answer_size=max_answer_size,
             auth=self.api_keys,
             debug=self.debug,
+            keepalive=seconds(keepalive, "ROBUTLER_SSE_KEEPALIVE", 15.0, "keepalive"),
+            request_timeout=seconds(
+                request_timeout, "ROBUTLER_REQUEST_TIMEOUT", None, "request_timeout"
+            ),
         )
         self.chat_handler = self.endpoint  # its former name
         self.endpoint.models = self._specs_for_model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["env_list", "load_env"]
+__all__ = ["env_list", "load_env", "seconds"]
 
 _loaded: set[str] = set()
 
@@ -32,3 +32,19 @@ def load_env(path: str | os.PathLike[str] | None = None) -> bool:
 def env_list(name: str) -> list[str]:
     """A comma-separated environment variable as a list of non-empty, stripped items."""
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def seconds(value: float | None, env: str, default: float | None, what: str) -> float | None:
+    """A duration setting: `value` if given, else the environment variable `env`, else
+    `default`; 0 (or "0") means off (None). Raises ValueError naming `what` and `env`."""
+    if value is None:
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{env} ({what}) must be a number of seconds, got {raw!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{what} must be a number of seconds >= 0 (0: off), got {value!r}")
+    return float(value) or None

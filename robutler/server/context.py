@@ -41,6 +41,7 @@ class RequestState:
         "request",
         "request_id",
         "response",
+        "spawned",
         "start_time",
         "stream",
         "token_usage",
@@ -66,6 +67,7 @@ class RequestState:
         self.response: Any = None
         self.error: BaseException | None = None
         self.api_key_name: str | None = None
+        self.spawned: list[Any] | None = None  # tasks started while serving it (watch.py)
         self.charges: list[dict[str, Any]] = []  # @pricing configs to settle at the end
 
     def set(self, key: str, value: Any) -> None:

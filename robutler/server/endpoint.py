@@ -50,6 +50,7 @@ from .results import (
     n_choices,
     one_choice,
 )
+from .watch import Keepalive, Later, cancel_spawned, track_spawned, watch_disconnect
 from .wire import CHAT, Parsed, WireFormat
 
 if TYPE_CHECKING:
@@ -68,6 +69,11 @@ DEFAULT_MAX_ANSWER_SIZE = 32 * 1024 * 1024
 # buffer has room), would otherwise hold the loop for its whole answer: no other request
 # is served and the disconnect watcher cannot tell that the client left.
 YIELD_EVERY = 16
+# A stream whose agent has not given its first item after this many seconds is opened
+# (headers and the role chunk) while the agent goes on: the client sees it start. An agent
+# that fails sooner still gets a real error answer (500, or 502 for an upstream failure);
+# one that fails later, an error event in the stream.
+OPEN_STREAM_AFTER = 0.5
 
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -123,17 +129,6 @@ def _too_large(limit: int) -> RequestError:
     )
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], exchange: Exchange) -> None:
-    """Cancel `task` (the one running the agent) when the client goes away."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not exchange.done:
-                exchange.disconnected = True
-                task.cancel()
-            return
-
-
 async def _send_last(send: Send, message: Any) -> None:
     """Send the last body message outside the request's context.
 
@@ -171,8 +166,12 @@ class AgentEndpoint:
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
         auth: ApiKeys | None = None,
         debug: bool = False,
+        keepalive: float | None = None,
+        request_timeout: float | None = None,
     ) -> None:
         self.hooks = hooks
+        self.keepalive = keepalive  # seconds of silence before `: keepalive`; None: off
+        self.request_timeout = request_timeout  # seconds an agent may take; None: no limit
         self.max_body_size = max_body_size
         self.max_answer_size = max_answer_size
         self.max_messages = max_messages
@@ -189,6 +188,7 @@ class AgentEndpoint:
         specs: list[AgentSpec] | None,
         wire: WireFormat = CHAT,
     ) -> None:
+        track_spawned(asyncio.get_running_loop())
         await self.exchange_class(self, wire, name, scope, receive, send).run(specs)
 
     def route_model(self, model: str | None) -> list[AgentSpec]:
@@ -228,12 +228,14 @@ class Exchange:
     `response` is what finalize will be given (the JSON answer, a `StreamingWrapper`, the
     agent's own response, an error, or a 499 when nothing was sent); `started` says an
     answer is on its way (a later failure can only be reported inside it);
-    `disconnected` says the client left while the agent ran.
+    `disconnected` says the client left while the agent ran, `timed_out` that it ran past
+    `request_timeout`; `encoder` is the open stream's.
     """
 
     __slots__ = (
         "disconnected",
         "done",
+        "encoder",
         "endpoint",
         "receive",
         "response",
@@ -241,6 +243,7 @@ class Exchange:
         "send",
         "started",
         "state",
+        "timed_out",
         "wire",
     )
 
@@ -264,7 +267,9 @@ class Exchange:
         self.response: Any = None
         self.started = False
         self.disconnected = False
+        self.timed_out = False
         self.done = False
+        self.encoder: Any = None
 
     # 1. the request, from its context to its finalize ----------------------------------
 
@@ -278,6 +283,7 @@ class Exchange:
             try:
                 await self.finalize()
             finally:
+                state.spawned = None
                 _current.reset(token)
 
     async def finalize(self) -> None:
@@ -352,7 +358,8 @@ class Exchange:
     # 3. the agent, watched for a client who leaves -------------------------------------
 
     async def answer(self, spec: AgentSpec, parsed: Parsed) -> None:
-        """Run `produce` in this task; if the client leaves meanwhile, it is cancelled."""
+        """Run `produce` in this task; if the client leaves meanwhile, or the agent runs past
+        `request_timeout`, it is cancelled, and so are the tasks it started."""
         # The first step runs right away: an answer that is complete before anything has
         # to wait needs no watcher. Once it waits, a watcher task cancels this task if the
         # client leaves. (A watcher per request, even one cancelled at once, keeps the
@@ -365,27 +372,71 @@ class Exchange:
             return
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.ensure_future(_watch_disconnect(self.receive, task, self))
+        watcher = asyncio.ensure_future(watch_disconnect(self.receive, task, self))
+        limit = self.endpoint.request_timeout
+        timer = (
+            asyncio.get_running_loop().call_later(limit, self.time_out, task)
+            if limit is not None
+            else None
+        )
         try:
             await resume(coro, pending)
         except (Exception, asyncio.CancelledError) as exc:
-            if not self.disconnected:
+            if not (self.disconnected or self.timed_out):
                 if isinstance(exc, asyncio.CancelledError):  # the server is cancelling this request
                     self.mark_cut()
+                    cancel_spawned(self.state, task)
                 raise
             if not isinstance(exc, asyncio.CancelledError):
                 logger.debug("agent raised while being cancelled", exc_info=exc)
         finally:
             self.done = True
             watcher.cancel()
-        if not self.disconnected:
+            if timer is not None:
+                timer.cancel()
+        if not (self.disconnected or self.timed_out):
             return
-        # The client left before the answer was complete: the agent was stopped.
+        # The client left, or time ran out, before the answer was complete: the agent was
+        # stopped, and whatever it started goes too.
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+
         if uncancel is not None:
             uncancel()
-        self.mark_cut()
-        self.state.error = self.state.error or ConnectionResetError("client disconnected")
+        cancel_spawned(self.state, task)
+        if self.disconnected:
+            self.mark_cut()
+            self.state.error = self.state.error or ConnectionResetError("client disconnected")
+        else:
+            await self.report_timeout(limit or 0)
+
+    def time_out(self, task: asyncio.Task[Any]) -> None:
+        """The agent ran past `request_timeout`: stop it (`answer` reports it)."""
+        if not self.done and not self.disconnected:
+            self.timed_out = True
+            task.cancel()
+
+    async def report_timeout(self, limit: float) -> None:
+        """Tell the client (504, or an error event in the open stream) and finalize."""
+        state = self.state
+        error = RequestError(
+            504,
+            f"The agent did not finish within the server's request_timeout of {limit:g} s "
+            f"(request id {state.request_id}).",
+            code="timeout",
+        )
+        state.error = TimeoutError(error.message)
+        logger.warning("agent %r: %s", state.agent_name, error.message)
+        response = self.response
+        if isinstance(response, StreamingWrapper) and self.started:
+            if response.status == "streaming":
+                response.status = "timeout"
+                response.error = state.error
+                frame = self.encoder.error(error.body())
+                await self.send({"type": "http.response.body", "body": frame, "more_body": False})
+            return
+        if not self.started:
+            self.response = error.response(state.request_id)
+            self.started = True
+            await self.response(self.scope, self.receive, self.send)
 
     def mark_cut(self) -> None:
         """A stream that was still going when the request ended was cut off."""
@@ -468,55 +519,119 @@ class Exchange:
             items = _aiter_of(completion_chunks(completion))
         else:
             items = iter_items(kind, value)
+        self.encoder = encoder
+        headers = [*SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
+        wrapper.headers = {k.decode(): v.decode() for k, v in headers}
+        keepalive: Keepalive | None = None
         try:
-            # Hold back leading role-only chunks: a failure before the first real chunk
-            # is still answered with a proper 500.
+            # Hold back leading role-only chunks: an agent that fails at once, before its
+            # first real chunk, still gets a proper 500. One that has to wait for it (a
+            # model thinking) gets the stream opened right away, so the client sees it
+            # start; a failure after that is an error event in the stream.
             pending: list[Any] = []
-            await _collect_leading(items, pending)
-            if kind not in (Kind.COMPLETION, Kind.MESSAGE):
-                agent_model = next(
-                    (i["model"] for i in pending if isinstance(i, dict) and i.get("model")), None
-                )
-                if agent_model:
-                    encoder.set_model(agent_model)
-            first = encoder.start() + b"".join(f for f in map(encoder.item, pending) if f)
-            headers = [*SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
-            wrapper.headers = {k.decode(): v.decode() for k, v in headers}
-            self.started = True
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            if first:
-                wrapper.chunks_sent += len(pending)
-                wrapper.bytes_sent += len(first)
-                await send({"type": "http.response.body", "body": first, "more_body": True})
+            collecting = _collect_leading(items, pending)
             try:
-                countdown = YIELD_EVERY
-                async for item in items:
-                    frame = encoder.item(item)
-                    if frame:
-                        wrapper.chunks_sent += 1
-                        wrapper.bytes_sent += len(frame)
-                        await send({"type": "http.response.body", "body": frame, "more_body": True})
-                    countdown -= 1
-                    if not countdown:
-                        countdown = YIELD_EVERY
-                        await asyncio.sleep(0)  # a disconnect cancels this task here
-                tail = encoder.finish()
-                state.token_usage = encoder.usage
-                if parsed.on_answer is not None:
-                    await parsed.on_answer()
-                wrapper.bytes_sent += len(tail)
-                await _send_last(
-                    send, {"type": "http.response.body", "body": tail, "more_body": False}
+                waiting = collecting.send(None)
+            except StopIteration:
+                if kind not in (Kind.COMPLETION, Kind.MESSAGE):
+                    agent_model = next(
+                        (i["model"] for i in pending if isinstance(i, dict) and i.get("model")),
+                        None,
+                    )
+                    if agent_model:
+                        encoder.set_model(agent_model)
+                first = encoder.start() + b"".join(f for f in map(encoder.item, pending) if f)
+                await self.open_stream(headers, first, len(pending))
+                keepalive = self.start_keepalive()
+            else:
+                opener = Later(
+                    OPEN_STREAM_AFTER,
+                    lambda: self.open_stream(headers, encoder.start() + encoder.opening(), 1),
                 )
-                wrapper.status = "completed"
-            except Exception as exc:
-                wrapper.status = "failed"
-                wrapper.error = exc
-                state.error = exc
-                frame = encoder.error(self.endpoint.failure(exc, state).body())
-                await send({"type": "http.response.body", "body": frame, "more_body": False})
+                try:
+                    await resume(collecting, waiting)
+                except BaseException:
+                    collecting.close()
+                    raise
+                finally:
+                    opener.cancel()
+                    if opener.task is not None:
+                        await opener.task  # the stream was opened while the agent waited
+                if opener.task is None:
+                    if kind not in (Kind.COMPLETION, Kind.MESSAGE):
+                        agent_model = next(
+                            (i["model"] for i in pending if isinstance(i, dict) and i.get("model")),
+                            None,
+                        )
+                        if agent_model:
+                            encoder.set_model(agent_model)
+                    first = encoder.start()
+                    await self.open_stream(headers, first, 0)
+                keepalive = self.start_keepalive()
+                first = b"".join(f for f in map(encoder.item, pending) if f)
+                if first:
+                    await self.send_frame(first, keepalive)
+            countdown = YIELD_EVERY
+            async for item in items:
+                frame = encoder.item(item)
+                if frame:
+                    await self.send_frame(frame, keepalive)
+                countdown -= 1
+                if not countdown:
+                    countdown = YIELD_EVERY
+                    await asyncio.sleep(0)  # a disconnect cancels this task here
+            tail = encoder.finish()
+            state.token_usage = encoder.usage
+            if parsed.on_answer is not None:
+                await parsed.on_answer()
+            if keepalive is not None:
+                keepalive.stop()
+                await keepalive.settle()
+            wrapper.bytes_sent += len(tail)
+            await _send_last(send, {"type": "http.response.body", "body": tail, "more_body": False})
+            wrapper.status = "completed"
+        except Exception as exc:
+            if not self.started:
+                raise  # nothing sent yet: the client gets a real error answer
+            wrapper.status = "failed"
+            wrapper.error = exc
+            state.error = exc
+            frame = encoder.error(self.endpoint.failure(exc, state).body())
+            if keepalive is not None:
+                keepalive.stop()
+                await keepalive.settle()
+            await send({"type": "http.response.body", "body": frame, "more_body": False})
         finally:
+            if keepalive is not None:
+                keepalive.abort()
             await _close(items)
+
+    async def open_stream(self, headers: list[tuple[bytes, bytes]], first: bytes, n: int) -> None:
+        """Send the stream's headers and its first frames (`n` items' worth)."""
+        wrapper = self.response
+        self.started = True
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        if first:
+            wrapper.chunks_sent += n
+            wrapper.bytes_sent += len(first)
+            await self.send({"type": "http.response.body", "body": first, "more_body": True})
+
+    async def send_frame(self, frame: bytes, keepalive: Keepalive | None) -> None:
+        """Send one frame of the open stream (after a keepalive comment being sent)."""
+        wrapper = self.response
+        wrapper.chunks_sent += 1
+        wrapper.bytes_sent += len(frame)
+        if keepalive is not None and keepalive.task is not None:
+            await keepalive.settle()
+        await self.send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    def start_keepalive(self) -> Keepalive | None:
+        """The open stream's keepalive timer, when the server sends keepalives."""
+        interval = self.endpoint.keepalive
+        if interval is None:
+            return None
+        wrapper = self.response
+        return Keepalive(interval, self.send, lambda: wrapper.bytes_sent)
 
     async def pass_through(self, response: Response) -> None:
         """Send the agent's own Starlette response as it is."""

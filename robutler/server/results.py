@@ -414,8 +414,8 @@ class ChunkEncoder:
                 self.roles.add(index)
                 delta["role"] = "assistant"
                 delta.setdefault("content", "")
-            elif "role" in delta and delta["role"] is None:
-                del delta["role"]
+            elif "role" in delta:
+                del delta["role"]  # the choice's first chunk gave it
             if delta.get("tool_calls"):
                 self.tool_indexes.add(index)
                 delta["tool_calls"] = [
@@ -480,8 +480,14 @@ class ChunkEncoder:
         return out + DONE
 
     def start(self) -> bytes:
-        """What opens the stream: nothing, in Chat Completions."""
+        """What opens every stream: nothing, in Chat Completions."""
         return b""
+
+    def opening(self) -> bytes:
+        """What opens a stream before the agent's first item: choice 0's role chunk."""
+        self.roles.add(0)
+        delta = {"role": "assistant", "content": ""}
+        return self._frame([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
     def error(self, body: Mapping[str, Any]) -> bytes:
         """An error event followed by [DONE]."""

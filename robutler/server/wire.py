@@ -10,8 +10,9 @@ read and how an answer is written, and that is a `WireFormat`:
 - `json_body(completion, parsed, exchange)` writes a non-streamed answer from the
   chat.completion the agent's result was turned into;
 - `encoder(...)` makes the stream encoder, which turns the agent's stream items (str
-  deltas and chat.completion.chunk dicts) into SSE frames: `start()`, `item()`,
-  `finish()`, `error()`, and the `usage` it saw.
+  deltas and chat.completion.chunk dicts) into SSE frames: `start()` (what opens every
+  stream), `opening()` (what opens a stream before the agent's first item, when the
+  agent has to wait for it), `item()`, `finish()`, `error()`, and the `usage` it saw.
 
 A wire format that must do something once the answer is complete and before the client
 has all of it (the Responses API stores the response, so that a client that continues
@@ -78,6 +79,7 @@ class StreamEncoder(Protocol):
 
     def set_model(self, model: str) -> None: ...
     def start(self) -> bytes: ...
+    def opening(self) -> bytes: ...
     def item(self, item: Any) -> bytes | None: ...
     def finish(self) -> bytes: ...
     def error(self, body: Mapping[str, Any]) -> bytes: ...

@@ -184,6 +184,11 @@ class ResponsesEncoder:
             "response.in_progress", {"response": snapshot}
         )
 
+    def opening(self) -> bytes:
+        """What opens a stream before the agent's first item: nothing beyond `start()`,
+        whose events already tell the client the response is in progress."""
+        return b""
+
     # items ----------------------------------------------------------------------------
 
     def item(self, item: Any) -> bytes | None:
