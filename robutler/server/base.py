@@ -249,7 +249,9 @@ class ServerBase(FastAPI):
         )
         self.chat_handler = self.endpoint  # its former name
         self.endpoint.models = self._specs_for_model
-        self.responses_wire = ResponsesWire(response_store or _default_store())
+        self.responses_wire = ResponsesWire(
+            response_store if response_store is not None else _default_store()
+        )
         self.started = _STARTED  # when the models were "created"
         if cors_origins is not None:
             origins = [cors_origins] if isinstance(cors_origins, str) else list(cors_origins)
