@@ -102,6 +102,12 @@ def _banner(app: Any, host: str, port: int) -> str:
             "Server(agents=[...])"
         )
         return "\n".join(lines)
+    prefix = getattr(app, "openai_prefix", None)
+    if prefix:
+        lines.append(f"  OpenAI base URL    {base}{prefix}   (model = the agent's name)")
+    store_path = getattr(getattr(app, "response_store", None), "path", None)
+    if isinstance(store_path, str):
+        lines.append(f"  stored responses   {store_path}")
     example = names[0] if names else "NAME"
     keyed = getattr(app, "api_keys", None) is not None
     auth = " -H 'Authorization: Bearer YOUR_API_KEY'" if keyed else ""
@@ -114,10 +120,20 @@ def _banner(app: Any, host: str, port: int) -> str:
         '    -d \'{"messages": [{"role": "user", "content": "Hello"}]}\'',
         "",
         f"  from openai import OpenAI{install}",
-        f'  client = OpenAI(base_url="{base}/{example}", api_key="{key}")',
-        '  print(client.chat.completions.create(model="any", messages=[{"role": "user", '
-        '"content": "Hello"}]).choices[0].message.content)',
     ]
+    if prefix:
+        lines += [
+            f'  client = OpenAI(base_url="{base}{prefix}", api_key="{key}")',
+            f'  print(client.chat.completions.create(model="{example}", messages=[{{"role": '
+            '"user", "content": "Hello"}]).choices[0].message.content)',
+            f'  print(client.responses.create(model="{example}", input="Hello").output_text)',
+        ]
+    else:
+        lines += [
+            f'  client = OpenAI(base_url="{base}/{example}", api_key="{key}")',
+            '  print(client.chat.completions.create(model="any", messages=[{"role": "user", '
+            '"content": "Hello"}]).choices[0].message.content)',
+        ]
     return "\n".join(lines)
 
 
@@ -168,6 +184,19 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+DEFAULT_RESPONSES_DB = ".robutler/responses.db"
+
+
+def responses_db(args: argparse.Namespace) -> str:
+    """Where stored responses go: --responses-db, else ROBUTLER_RESPONSES_DB, else
+    `.robutler/responses.db` in the working directory. Set in the environment (absolute),
+    so that every worker's server opens the same SQLite file."""
+    path = args.responses_db or os.environ.get("ROBUTLER_RESPONSES_DB") or DEFAULT_RESPONSES_DB
+    path = str(Path(path).expanduser().resolve())
+    os.environ["ROBUTLER_RESPONSES_DB"] = path
+    return path
+
+
 def serve(args: argparse.Namespace) -> int:
     logging_config = log_config(args.log_level)
     logging.config.dictConfig(logging_config)  # before APP is imported: its records too
@@ -178,6 +207,7 @@ def serve(args: argparse.Namespace) -> int:
             print(f"robutler: error: no such env file: {args.env_file}", file=sys.stderr)
             return 2
         load_env(args.env_file)
+    responses_db(args)  # before APP is imported: its server opens this file
     spec = args.app or DEMO
     try:
         app, import_string = load_app(spec)
@@ -265,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds a client has to send its request headers (default: 10)",
+    )
+    srv.add_argument(
+        "--responses-db",
+        metavar="PATH",
+        help="SQLite file for stored Responses API answers, shared by the workers "
+        f"(default: $ROBUTLER_RESPONSES_DB, else {DEFAULT_RESPONSES_DB})",
     )
     srv.add_argument(
         "--log-level",

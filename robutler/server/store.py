@@ -151,6 +151,8 @@ class SQLiteStore(ResponseStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
