@@ -634,3 +634,47 @@ def test_dynamic_agents_have_responses_routes() -> None:
         assert c.get(f"/parrot/responses/{created['id']}").status_code == 200
         assert_error(respond(c, "/nobody/responses"), 404, "agent_not_found")
         assert_error(c.get(f"/nobody/responses/{created['id']}"), 404, "agent_not_found")
+
+
+# an Agents SDK agent served through the Responses API -------------------------------------
+
+SDK_CALLS: list[str] = []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_agents_sdk_run_with_a_tool_through_the_responses_api(stream: bool) -> None:
+    from agents import Agent, function_tool
+
+    from robutler_testing import mock_openai
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        SDK_CALLS.append(city)
+        return f"Sunny in {city}"
+
+    SDK_CALLS.clear()
+    agent = Agent(name="weather", instructions="Be brief.", model="gpt-test", tools=[get_weather])
+    with mock_openai() as upstream:
+        upstream.add_tool_call(
+            "get_weather", {"city": "Paris"}, usage={"input_tokens": 5, "output_tokens": 3}
+        )
+        upstream.add_text(
+            ["It is ", "sunny ", "in Paris."], usage={"input_tokens": 6, "output_tokens": 4}
+        )
+        with TestClient(Server(agents=[agent])) as c:
+            got = respond(c, "/weather/responses", input="Weather in Paris?", stream=stream)
+        upstream.assert_all_used()
+    assert SDK_CALLS == ["Paris"]
+    if stream:
+        report = validate_response_stream(got.text, expect_usage=True)
+        deltas = [e["delta"] for e in report.events if e["type"] == "response.output_text.delta"]
+        assert deltas == ["It is ", "sunny ", "in Paris."]  # as the run produced them
+        output, usage = report.response["output"], report.usage
+    else:
+        body = validate_response(got.content)
+        output, usage = body["output"], body["usage"]
+    assert [item["type"] for item in output] == ["message"]  # the tool stayed inside the run
+    assert output[0]["content"][0]["text"] == "It is sunny in Paris."
+    assert (usage["input_tokens"], usage["output_tokens"]) == (11, 7)  # the run's two calls
+    assert upstream.requests[0]["input"][-1]["content"] == "Weather in Paris?"
