@@ -37,7 +37,7 @@ def test_each_mutant_changes_one_line_that_still_exists(mutant: Mutant) -> None:
 
 def test_a_target_that_moved_fails_loudly() -> None:
     gone = Mutant("gone", "lifecycle.py", "this text is not in the server", "x", "Nothing.")
-    with pytest.raises(Drift, match="'gone'.*occurs 0 times in robutler/server/lifecycle.py"):
+    with pytest.raises(Drift, match=r"'gone'.*occurs 0 times in robutler/server/lifecycle\.py"):
         apply(gone, (SERVER / "lifecycle.py").read_text())
     twice = Mutant("twice", "endpoint.py", "await _close(items)", "pass", "Ambiguous.")
     with pytest.raises(Drift, match="occurs 2 times"):

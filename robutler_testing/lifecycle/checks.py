@@ -310,19 +310,28 @@ def before_hooks_come_first(r: Request) -> list[str]:
     return out
 
 
-def stream_outcome_true(r: Request) -> list[str]:
-    """A StreamingWrapper's status tells what was handed over: 'completed' only when the
-    final frame reached the client, 'disconnected' when the client went before it."""
-    t, fin = r.trace, r.fin
+def _stream_facts(r: Request) -> tuple[str | None, bool, bool, list[SendRecord]] | None:
+    """For a stream: the wrapper's status, whether the final frame was handed over, and
+    reached the client, and the error frames; None when finalize got no wrapper."""
+    fin = r.fin
     if fin is None or not isinstance(fin.response, StreamingWrapper):
-        return []
-    status = fin.wrapper_status
-    if status not in ("completed", "disconnected", "failed"):
-        return [f"finalize ran while the stream was still {status!r}"]
-    final = [rec for rec in t.sends if rec.final]
+        return None
+    final = [rec for rec in r.trace.sends if rec.final]
     sent = any(rec.ok for rec in final)
     delivered = any(rec.ok and not rec.lost for rec in final)
-    errors = [rec for rec in t.sends if rec.is_body and b'data: {"error"' in rec.body]
+    errors = [rec for rec in r.trace.sends if rec.is_body and b'data: {"error"' in rec.body]
+    return fin.wrapper_status, sent, delivered, errors
+
+
+def stream_completed_is_true(r: Request) -> list[str]:
+    """A StreamingWrapper says 'completed' only when the final frame reached the client,
+    and a stream whose final frame did says so."""
+    facts = _stream_facts(r)
+    if facts is None:
+        return []
+    status, sent, delivered, errors = facts
+    if status not in ("completed", "disconnected", "failed"):
+        return [f"finalize ran while the stream was still {status!r}"]
     out = []
     if status == "completed" and (not sent or errors):
         what = "sent an error event" if errors else "never finished sending"
@@ -332,15 +341,27 @@ def stream_outcome_true(r: Request) -> list[str]:
             f"{LAST_BYTE}: finalize was told 'completed' but the client hung up while the "
             "last frame was being sent"
         )
+    if delivered and not errors and status != "completed":
+        out.append(f"{LAST_BYTE}: the whole stream was sent but finalize was told {status!r}")
+    return out
+
+
+def stream_end_is_true(r: Request) -> list[str]:
+    """'failed' comes with its error event and its error; 'disconnected' with a final
+    frame that never reached the client; the wrapper counts what was handed over."""
+    facts = _stream_facts(r)
+    fin = r.fin
+    if facts is None or fin is None:
+        return []
+    status, _, delivered, errors = facts
+    out = []
     if status == "failed" and not errors:
         out.append("finalize was told 'failed' but no error event was sent")
     if status == "failed" and fin.error is None:
         out.append("finalize was told 'failed' without the error")
     if status == "disconnected" and delivered:
         out.append(f"{LAST_BYTE}: finalize was told 'disconnected' but the whole stream was sent")
-    if delivered and not errors and status != "completed":
-        out.append(f"{LAST_BYTE}: the whole stream was sent but finalize was told {status!r}")
-    return out + _wrapper_counts(t, fin, errors)
+    return out + _wrapper_counts(r.trace, fin, errors)
 
 
 def _wrapper_counts(t: Trace, fin: FinalizeMark, errors: list[SendRecord]) -> list[str]:
@@ -358,9 +379,9 @@ def _wrapper_counts(t: Trace, fin: FinalizeMark, errors: list[SendRecord]) -> li
     return out
 
 
-def response_outcome_true(r: Request) -> list[str]:
-    """A plain response given to finalize is the one the client got: its status, its
-    headers, and (once the whole answer was handed over) its body."""
+def response_status_is_true(r: Request) -> list[str]:
+    """A plain response given to finalize has the status the client was sent (499 when
+    none was), and is not given for a stream."""
     t, fin = r.trace, r.fin
     if fin is None or isinstance(fin.response, StreamingWrapper):
         return []
@@ -371,18 +392,26 @@ def response_outcome_true(r: Request) -> list[str]:
             f"{LAST_BYTE}: finalize got a response with status {fin.status_code}, but the "
             f"server was handed {start if start is not None else 'no answer'}"
         ]
-    out = []
     first = t.sends[0] if t.sends else None
     if start == 200 and first is not None and "text/event-stream" in _content_type(first):
-        out.append("a stream was sent but finalize did not get a StreamingWrapper")
-    if first is not None:
-        handed = {(bytes(k).lower(), bytes(v)) for k, v in first.message.get("headers") or ()}
-        for key, value in fin.headers:
-            if (bytes(key).lower(), bytes(value)) not in handed:
-                out.append(
-                    f"{LAST_BYTE}: finalize's response has header {bytes(key).decode()}: "
-                    f"{bytes(value).decode()}, which the client did not get"
-                )
+        return ["a stream was sent but finalize did not get a StreamingWrapper"]
+    return []
+
+
+def response_is_what_the_client_got(r: Request) -> list[str]:
+    """A plain response given to finalize carries the headers the client got and, once
+    the whole answer was handed over, its body: not a placeholder."""
+    t, fin = r.trace, r.fin
+    if fin is None or isinstance(fin.response, StreamingWrapper) or not t.sends:
+        return []
+    out = []
+    handed = {(bytes(k).lower(), bytes(v)) for k, v in t.sends[0].message.get("headers") or ()}
+    for key, value in fin.headers:
+        if (bytes(key).lower(), bytes(value)) not in handed:
+            out.append(
+                f"{LAST_BYTE}: finalize's response has header {bytes(key).decode()}: "
+                f"{bytes(value).decode()}, which the client did not get"
+            )
     delivered = any(rec.final and rec.ok and not rec.lost for rec in t.sends)
     body = t.accepted_body()
     if delivered and fin.body != body:
@@ -429,14 +458,16 @@ def work_stopped(r: Request) -> list[str]:
     return out
 
 
+def _records(usage: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [rec for rec in (usage or {}).get("records") or () if isinstance(rec, dict)]
+
+
 def usage_kept_apart(r: Request) -> list[str]:
-    """The usage finalize sees holds this request's records only, each once, and a total
-    that adds them up."""
+    """The usage finalize sees holds this request's records only, each once."""
     t = r.trace
-    usage = t.usage_at_end
-    if usage is None:
+    if t.usage_at_end is None:
         return []
-    records = [rec for rec in usage.get("records") or () if isinstance(rec, dict)]
+    records = _records(t.usage_at_end)
     out = []
     ids = [rec.get("id") for rec in records]
     for rid in sorted({i for i in ids if ids.count(i) > 1}, key=str):
@@ -453,14 +484,24 @@ def usage_kept_apart(r: Request) -> list[str]:
     for rid, amount in t.tracked:
         if rid not in by_id or by_id[rid].get("credits") != amount:
             out.append(
-                f"{SHARED}: the record {rid} this request tracked ({amount} credits) is not in its usage"
+                f"{SHARED}: the record {rid} this request tracked ({amount} credits) "
+                "is not in its usage"
             )
-    total = sum(float(rec.get("credits") or 0) for rec in records)
-    if abs(total - float(usage.get("total_credits") or 0)) > 1e-9:
-        out.append(
-            f"{SHARED}: total_credits is {usage.get('total_credits')!r} but its records add up to {total:g}"
-        )
     return out
+
+
+def usage_adds_up(r: Request) -> list[str]:
+    """The usage's total_credits is the sum of its records."""
+    usage = r.trace.usage_at_end
+    if usage is None:
+        return []
+    total = sum(float(rec.get("credits") or 0) for rec in _records(usage))
+    if abs(total - float(usage.get("total_credits") or 0)) > 1e-9:
+        return [
+            f"{SHARED}: total_credits is {usage.get('total_credits')!r} but its records "
+            f"add up to {total:g}"
+        ]
+    return []
 
 
 def _completed(r: Request) -> bool:
@@ -525,11 +566,11 @@ def charges_match(r: Request) -> list[str]:
             "the stream " + ("ran to its end" if t.stream_done else "did not run to its end"),
         ),
     ]
-    records = [rec for rec in usage.get("records") or () if isinstance(rec, dict)]
+    records = _records(usage)
     out = []
     for what, reason, how, want, why in wanted:
         got = sorted(
-            rec.get("credits")
+            float(rec.get("credits") or 0)
             for rec in records
             if rec.get("reason") == reason and (rec.get("metadata") or {}).get("pricing") == how
         )
@@ -616,11 +657,14 @@ REQUEST_CHECKS: tuple[Callable[[Request], list[str]], ...] = (
     context_error,
     finalize_comes_last,
     before_hooks_come_first,
-    stream_outcome_true,
-    response_outcome_true,
+    stream_completed_is_true,
+    stream_end_is_true,
+    response_status_is_true,
+    response_is_what_the_client_got,
     expected_final_status,
     work_stopped,
     usage_kept_apart,
+    usage_adds_up,
     charges_match,
     hang_up_is_no_failure,
     errors_logged,
@@ -666,11 +710,11 @@ def check_isolation(traces: Sequence[Trace]) -> list[str]:
                 if rid in ids and ids[rid] != i:
                     out.append(f"requests {ids[rid]} and {i} share request id {rid}")
                 ids.setdefault(rid, i)
-        for rec in (usage or {}).get("records") or ():
-            key = rec.get("id") if isinstance(rec, dict) else None
-            if key is not None and records.setdefault(key, i) != i:
+        for rec in _records(usage):
+            record_id = rec.get("id")
+            if record_id is not None and records.setdefault(record_id, i) != i:
                 out.append(
-                    f"{SHARED}: requests {records[key]} and {i} both hold usage record {key}"
+                    f"{SHARED}: requests {records[record_id]} and {i} both hold usage record {record_id}"
                 )
     return out
 

@@ -152,6 +152,9 @@ class AgentPlan:
         return self.describe()
 
 
+ClientKind = Literal["read_all", "close_after", "never_read", "vanish", "lost_at_end", "steps"]
+
+
 @dataclass(frozen=True)
 class ClientPlan:
     """What the client does: reads everything; closes after `frames` body frames (0: as
@@ -164,9 +167,7 @@ class ClientPlan:
     request's task once the client has closed its end (as some ASGI servers do).
     """
 
-    kind: Literal["read_all", "close_after", "never_read", "vanish", "lost_at_end", "steps"] = (
-        "read_all"
-    )
+    kind: ClientKind = "read_all"
     frames: int = 0
     buffer: int = 0
     slow_writes: bool = False
@@ -353,13 +354,19 @@ def hook_plans(kind: Literal["before", "finalize"]) -> st.SearchStrategy[HookPla
     ).map(lambda h: h if h.action == "reject" else HookPlan(h.sync, h.action))
 
 
+_CLIENT_KINDS: tuple[ClientKind, ...] = (
+    *("read_all", "read_all", "read_all", "read_all"),
+    *("close_after", "close_after", "close_after"),
+    *("never_read", "never_read"),
+    *("vanish", "lost_at_end"),
+)
+
+
 @st.composite
 def client_plans(draw: st.DrawFn) -> ClientPlan:
     """What the client does with the answer (mostly reads it all); now and then the host
     cancels the request once the client has closed its end."""
-    kinds = ["read_all"] * 4 + ["close_after"] * 3 + ["never_read"] * 2
-    kinds += ["vanish", "lost_at_end"]
-    kind = draw(st.sampled_from(kinds))
+    kind = draw(st.sampled_from(_CLIENT_KINDS))
     host = draw(st.sampled_from([False, False, False, True]))
     if kind == "vanish":
         return ClientPlan("vanish", host_cancels=host)
