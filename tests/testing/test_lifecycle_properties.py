@@ -19,6 +19,7 @@ import pytest
 from hypothesis import Phase
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -320,6 +321,29 @@ def test_the_live_check_catches_a_broken_server() -> None:
             live=True,
             settings=lifecycle_settings("live", profile="ci", max_examples=30),
         )
+
+
+class LogHookErrors(Hooks):
+    """Before hooks whose errors are logged and the request goes on (only HTTPException
+    rejects): the other choice a server may make for a crashing hook."""
+
+    async def run_before(self, state: Any) -> None:
+        for hook in self.before:
+            try:
+                await hook(state, state.request)
+            except HTTPException:
+                raise
+            except Exception:
+                logging.getLogger("robutler").exception("before_request hook failed")
+
+
+def test_the_properties_accept_a_server_whose_hook_errors_are_only_logged() -> None:
+    batches = request_batches(
+        scenarios(routes=("static", "dynamic")).filter(
+            lambda s: any(h.action == "raise" for h in s.before)
+        )
+    )
+    check_lifecycle(with_hooks(LogHookErrors), batches=batches, max_examples=25)
 
 
 # one deliberately broken server for each kind of bug ----------------------------------
