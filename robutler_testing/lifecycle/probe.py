@@ -694,8 +694,8 @@ class Probe:
     async def _stall(self, trace: Trace, who: str) -> None:
         """Once the client has left, wait as busy work would; a server that cancels the
         work ends the wait, otherwise the work is noted as having outlived its client."""
-        if not trace.left.is_set():
-            return
+        if not trace.left.is_set() or trace.outlived:
+            return  # (work seen to outlive its client once is not waited for again)
         self.mark(trace.stalls, None)
         if trace.driver == "live":
             await asyncio.sleep(LIVE_GRACE)
