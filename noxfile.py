@@ -58,6 +58,17 @@ def lifecycle(session: nox.Session) -> None:
     )
 
 
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing: one-line bugs in robutler/server (mutants/catalogue.py), each in a
+    copy of the package, against the lifecycle properties; prints the kill rate.
+
+    Args after -- go to `python -m mutants` (e.g. `-k charges`, `-j 1`).
+    """
+    _install(session, ".[dev]")
+    session.run("python", "-m", "mutants", *session.posargs)
+
+
 def _install(session: nox.Session, spec: str) -> None:
     session.install("-e", spec)
 

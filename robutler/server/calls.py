@@ -13,6 +13,7 @@ generator, when it is exhausted, never when it raises.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -91,8 +92,17 @@ async def _aiter(source: Any) -> AsyncIterator[Any]:
         for item in source:
             yield item
     else:
-        async for item in iterate_in_threadpool(iter(source)):
-            yield item
+        iterator = iter(source)
+        try:
+            async for item in iterate_in_threadpool(iterator):
+                yield item
+        finally:
+            # Closing the wrapper must close a sync generator too, so that its `finally`
+            # runs now (a stream cut short), not when it is garbage collected.
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with contextlib.suppress(ValueError):  # still running in a worker thread
+                    close()
 
 
 def around(

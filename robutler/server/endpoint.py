@@ -237,6 +237,7 @@ class Exchange:
         "done",
         "encoder",
         "endpoint",
+        "finished",
         "receive",
         "response",
         "scope",
@@ -269,6 +270,7 @@ class Exchange:
         self.disconnected = False
         self.timed_out = False
         self.done = False
+        self.finished = False  # the whole answer was handed to the server
         self.encoder: Any = None
 
     # 1. the request, from its context to its finalize ----------------------------------
@@ -294,8 +296,14 @@ class Exchange:
             response = Response(status_code=DISCONNECTED)
         state.response = response
         if state.charges:
-            apply_request_charges(state, _completed(response))
+            apply_request_charges(state, self.completed(response))
         await self.endpoint.hooks.run_finalize(state, response)
+
+    def completed(self, response: Any) -> bool:
+        """Whether the client got the whole answer, a success (what @pricing charges)."""
+        if isinstance(response, StreamingWrapper):
+            return response.status == "completed"
+        return self.finished and int(getattr(response, "status_code", 500)) < 400
 
     # 2. keys, hooks, resolution, validation --------------------------------------------
 
@@ -494,6 +502,7 @@ class Exchange:
         headers.append((b"x-request-id", rid.encode()))
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         await _send_last(self.send, {"type": "http.response.body", "body": body})
+        self.finished = True
 
     async def stream(
         self,
@@ -646,6 +655,7 @@ class Exchange:
             self.started = True
             try:
                 await response(scope, receive, send)
+                self.finished = True
             except Exception as exc:
                 # The client did not get the answer: finalize must not see a success.
                 state = self.state
@@ -718,12 +728,6 @@ def _bad_header(response: Response) -> str | None:
         if b"\r" in value or b"\n" in value or b"\0" in value or b"\r" in name or b"\n" in name:
             return name.decode("latin-1")
     return None
-
-
-def _completed(response: Any) -> bool:
-    if isinstance(response, StreamingWrapper):
-        return response.status == "completed"
-    return int(getattr(response, "status_code", 500)) < 400
 
 
 async def _aiter_of(items: list[Any]) -> Any:

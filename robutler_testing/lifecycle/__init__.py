@@ -1,9 +1,12 @@
-"""Hypothesis properties for the request lifecycle of a robutler server (DESIGN.md §Lifecycle).
+"""Hypothesis properties for the request lifecycle of a robutler server.
 
-Point them at your own server (a `ServerBase`, or a function that builds one) and they check,
-request by request, that `finalize_request` runs exactly once, after the last byte of the
-answer, that every hook, the agent, its stream and finalize share one context of the
-request's own, and that finalize reports completed / disconnected / failed truthfully::
+Point them at your own server (a `ServerBase`, or a function that builds one) and they
+check, request by request, what robutler promises about a request's life: `finalize_request`
+runs exactly once, after the last byte, and each hook once, to its end, also when the
+request is cancelled; every hook, the agent, its tasks and its stream share one context of
+the request's own; finalize is told the truth (completed / disconnected / failed, and the
+response the client got); work stops when the client leaves; usage stays with its request;
+`@pricing` charges match the outcome; a client that hangs up is not an agent failure::
 
     from robutler_testing.lifecycle import LifecycleMachine, check_lifecycle
 
@@ -16,10 +19,11 @@ The checks add probe agents (`/lifecycle-probe...`) and probe hooks to the serve
 own hooks, middleware and settings stay in place (pass `headers=` if the server wants an API
 key). A request's plan travels in an `x-lifecycle-probe` header.
 
-- Strategies: `agent_plans`, `hook_plans`, `client_plans`, `scenarios`, `request_batches`,
-  `machine_scenarios` draw `Scenario`s whose `repr` says in plain words what happens.
-- Invariants: `check_request` and `check_isolation` list what a finished request broke.
-- Entry points: `check_lifecycle(app, live=False)` and `LifecycleMachine.for_app(app)`.
+- Entry points: `check_lifecycle(app, live=False)` and `LifecycleMachine.for_app(app)`;
+  a broken guarantee raises `LifecycleViolation`.
+- Strategies to narrow what is drawn (`check_lifecycle(app, batches=...)`): `agent_plans`,
+  `hook_plans`, `client_plans`, `scenarios`, `request_batches`, `machine_scenarios`; the
+  plans they draw (`robutler_testing.lifecycle.plans`) say in plain words what happens.
 - Profiles: `lifecycle_settings()`; `ROBUTLER_LIFECYCLE_PROFILE=deep` selects the long run.
 """
 
@@ -32,51 +36,30 @@ from hypothesis import given, note
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
 
-from .asgi import _ASGIRunner
-from .checks import ClientView, LifecycleViolation, _raise_if, check_isolation, check_request
-from .live import _LiveRunner
+from .asgi import ASGIRunner
+from .checks import LifecycleViolation, raise_if
+from .live import LiveRunner
 from .machine import LifecycleMachine
 from .plans import (
-    _ROUTES,
-    AgentPlan,
-    ClientPlan,
-    Expectation,
-    HookPlan,
+    ROUTES,
     RequestBatch,
     Route,
-    Scenario,
     agent_plans,
     client_plans,
-    expect,
     hook_plans,
     machine_scenarios,
     request_batches,
     scenarios,
 )
-from .probe import Probe, ProbeError, Trace
-from .profiles import PROFILE_ENV, lifecycle_settings
-from .targets import _Target
+from .profiles import lifecycle_settings
+from .targets import Target
 
 __all__ = [
-    "PROFILE_ENV",
-    "AgentPlan",
-    "ClientPlan",
-    "ClientView",
-    "Expectation",
-    "HookPlan",
     "LifecycleMachine",
     "LifecycleViolation",
-    "Probe",
-    "ProbeError",
-    "RequestBatch",
-    "Scenario",
-    "Trace",
     "agent_plans",
-    "check_isolation",
     "check_lifecycle",
-    "check_request",
     "client_plans",
-    "expect",
     "hook_plans",
     "lifecycle_settings",
     "machine_scenarios",
@@ -106,27 +89,27 @@ def check_lifecycle(
     (404) scenarios are left out when the server has resolvers of its own. Raises
     `LifecycleViolation` describing the smallest failing batch. Call it from a sync test.
     """
-    target = _Target(app, prefix)
+    target = Target(app, prefix)
     chosen = settings or lifecycle_settings("live" if live else "asgi")
     if max_examples is not None:
         chosen = Settings(chosen, max_examples=max_examples)
     if batches is None:
         # a server with resolvers of its own may accept any name: no 404 scenarios then
         own = len(getattr(target.probe(fresh=True).server, "dynamic_agents", ())) > 2
-        routes: tuple[Route, ...] = ("static", "dynamic") if own else _ROUTES
+        routes: tuple[Route, ...] = ("static", "dynamic") if own else ROUTES
         batches = request_batches(scenarios(routes=routes))
     strategy = batches
-    runner: _ASGIRunner | _LiveRunner
+    runner: ASGIRunner | LiveRunner
     if live:
-        runner = _LiveRunner(target, headers, timeout, validate)
+        runner = LiveRunner(target, headers, timeout, validate)
     else:
-        runner = _ASGIRunner(target, headers, timeout, validate)
+        runner = ASGIRunner(target, headers, timeout, validate)
 
     @chosen
     @given(batch=strategy)
     def lifecycle_holds(batch: RequestBatch) -> None:
         note(batch.describe())
-        _raise_if(runner.run(batch), "the request lifecycle is broken:")
+        raise_if(runner.run(batch), "the request lifecycle is broken:")
 
     try:
         lifecycle_holds()

@@ -11,18 +11,16 @@ from robutler.server import get_context
 
 from .checks import ClientView, check_isolation, check_request
 from .plans import RequestBatch, Scenario
-from .probe import Trace
-from .targets import _registered, _Target
-
-# --------------------------------------------------------------------------------------
-# The ASGI driver
+from .probe import GRACE_TURNS, Trace
+from .targets import Target, registered
 
 
 class _Exchange:
     """One request driven by hand through an ASGI app by a client following a ClientPlan.
 
     Like uvicorn: once the client has gone, sends are dropped and `receive()` says
-    http.disconnect; it also says so once the response is complete.
+    http.disconnect; it also says so once the response is complete. The trace hears when
+    the client closes its end.
     """
 
     def __init__(self, trace: Trace, headers: Mapping[str, str] | None) -> None:
@@ -56,13 +54,16 @@ class _Exchange:
         self.stuck = asyncio.Event()
         self.body_read = False
         self.problems: list[str] = []
+        self.trace = trace
         if self.gone:
             self.ended.set()
+            trace.client_closes(complete=False)
 
     def leave(self) -> None:
         if not self.complete:
             self.gone = True
         self.ended.set()
+        self.trace.client_closes(self.complete)
 
     async def receive(self) -> dict[str, Any]:
         if not self.body_read and not self.gone:
@@ -82,6 +83,11 @@ class _Exchange:
         if self.plan.kind == "never_read" and not self.gone and full:
             self.stuck.set()
             await self.ended.wait()  # like uvicorn's drain(): until the client goes
+        final = kind == "http.response.body" and not message.get("more_body", False)
+        if self.plan.kind == "lost_at_end" and final and not self.gone:
+            self.leave()  # the connection drops while the last frame is on its way
+            for _ in range(GRACE_TURNS):
+                await asyncio.sleep(0)
         if self.gone:
             return
         if self.complete:
@@ -100,6 +106,7 @@ class _Exchange:
         if not message.get("more_body", False):
             self.complete = True
             self.ended.set()
+            self.trace.client_closes(complete=True)
         elif self.plan.kind == "close_after" and self.frames >= self.plan.frames:
             self.leave()
 
@@ -116,30 +123,47 @@ class _Exchange:
         return view
 
 
-async def _bounded(awaitable: Awaitable[None], seconds: float) -> bool:
-    """Await in this very task (context changes stay visible); False after `seconds`."""
-    task = asyncio.current_task()
-    assert task is not None
-    fired = False
+class _Cancel:
+    """Cancels the task that runs the app, once, for a reason: "timeout" or "host"."""
 
-    def fire() -> None:
-        nonlocal fired
-        fired = True
-        task.cancel()
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.reason: str | None = None
+        self.active = True
 
-    handle = asyncio.get_running_loop().call_later(seconds, fire)
+    def __call__(self, reason: str) -> None:
+        if self.active and self.reason is None:
+            self.reason = reason
+            self.task.cancel()
+
+    def settle(self) -> None:
+        """Forget the cancellation this driver asked for (Python 3.11+ counts them)."""
+        uncancel = getattr(self.task, "uncancel", None)
+        cancelling = getattr(self.task, "cancelling", None)
+        while uncancel is not None and cancelling is not None and cancelling():
+            uncancel()
+
+
+async def _bounded(awaitable: Awaitable[None], seconds: float, cancel: _Cancel) -> bool:
+    """Await in this very task (context changes stay visible); False after `seconds`.
+
+    A cancellation ends the wait: one this driver asked for (`cancel`), or one the app
+    raised; the trace tells them apart.
+    """
+    handle = asyncio.get_running_loop().call_later(seconds, cancel, "timeout")
     try:
         await awaitable
     except asyncio.CancelledError:
-        if not fired:
-            raise
-        uncancel = getattr(task, "uncancel", None)
-        if uncancel is not None:
-            uncancel()
-        return False
+        # ours (timeout, host), or the app's own: a cancellation it caused and let escape
+        # (the app runs in this task); the checks report one nobody asked for
+        pass
     finally:
+        cancel.active = False
         handle.cancel()
-    return True
+        cancel.settle()
+    return cancel.reason != "timeout"
 
 
 class _Lifespan:
@@ -179,11 +203,11 @@ class _Lifespan:
             self.task.cancel()
 
 
-class _ASGIRunner:
+class ASGIRunner:
     """Runs RequestBatches through the app in one event loop of its own."""
 
     def __init__(
-        self, target: _Target, headers: Mapping[str, str] | None, timeout: float, validate: bool
+        self, target: Target, headers: Mapping[str, str] | None, timeout: float, validate: bool
     ) -> None:
         self.target = target
         self.headers = headers
@@ -211,18 +235,15 @@ class _ASGIRunner:
         out: list[tuple[Scenario | None, str]] = []
         try:
             baseline = asyncio.all_tasks()
-            traces = [_registered(probe, s) for s in batch.scenarios]
+            traces = [registered(probe, s, "asgi") for s in batch.scenarios]
             if batch.concurrent:
                 views = await asyncio.gather(*(self._one(t) for t in traces))
             else:
                 views = [await self._one(t) for t in traces]
-            leftover = asyncio.all_tasks() - baseline
-            if leftover:
-                await asyncio.wait(leftover, timeout=self.timeout)
-                running = [t for t in leftover if not t.done()]
-                if running:
-                    names = ", ".join(repr(t.get_coro()) for t in running)
-                    out.append((None, f"tasks left running after the requests ended: {names}"))
+            running = await _settle(baseline, self.timeout)
+            if running:
+                names = ", ".join(repr(t.get_coro()) for t in running)
+                out.append((None, f"tasks left running after the requests ended: {names}"))
             if get_context() is not None:
                 out.append((None, "a request's context is still current after the requests"))
             for trace, view in zip(traces, views, strict=True):
@@ -238,22 +259,34 @@ class _ASGIRunner:
     async def _one(self, trace: Trace) -> ClientView:
         exchange = _Exchange(trace, self.headers)
         was = get_context()
+        cancel = _Cancel()
 
         async def give_up_when_stuck() -> None:
             await exchange.stuck.wait()
             exchange.leave()
 
-        helper = asyncio.ensure_future(give_up_when_stuck())
+        async def host() -> None:
+            await exchange.ended.wait()
+            if cancel.active:
+                trace.host_cancelled = True
+                cancel("host")
+
+        helpers = [asyncio.ensure_future(give_up_when_stuck())]
+        if exchange.plan.host_cancels:
+            helpers.append(asyncio.ensure_future(host()))
         try:
             finished = await _bounded(
-                trace.probe.asgi(exchange.scope, exchange.receive, exchange.send), self.timeout
+                trace.probe.asgi(exchange.scope, exchange.receive, exchange.send),
+                self.timeout,
+                cancel,
             )
         except Exception as exc:  # the wrapper recorded it; the checks report it
             finished = True
             exchange.problems.append(f"the app raised {exc!r}")
         finally:
-            helper.cancel()
-            await asyncio.wait((helper,))
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.wait(helpers)
         exchange.leave()  # the client closes its end now, whatever it did
         view = exchange.view()
         if not finished:
@@ -265,3 +298,18 @@ class _ASGIRunner:
         if not exchange.gone and not exchange.delivered and finished:
             view.problems.append("the app returned without answering")
         return view
+
+
+async def _settle(baseline: set[asyncio.Task[Any]], timeout: float) -> list[asyncio.Task[Any]]:
+    """Wait (bounded) for the tasks started since `baseline`, and for those they start
+    (closing an abandoned async generator takes a task per generator); return the ones
+    still running."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    running: list[asyncio.Task[Any]] = []
+    for _ in range(8):
+        running = [t for t in asyncio.all_tasks() - baseline if not t.done()]
+        left = deadline - asyncio.get_running_loop().time()
+        if not running or left <= 0:
+            break
+        await asyncio.wait(running, timeout=left)
+    return [t for t in running if not t.done()]

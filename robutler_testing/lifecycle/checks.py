@@ -1,226 +1,423 @@
-"""Invariants: what a finished request, and a set of requests, must not break."""
+"""Invariants: what a finished request, and a set of requests, must not break.
+
+`check_request` runs the named checks of `REQUEST_CHECKS` over one request's trace; each
+returns its problems as sentences. A problem of one of the kinds below starts with the
+kind's name, so a report says what sort of bug it found.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from robutler.server import StreamingWrapper
 
-from .plans import Expectation, Scenario, expect
-from .probe import HEADER, FinalizeMark, Mark, SendRecord, Trace
+from .answers import ClientView, answer_problems, prefix_problems
+from .plans import (
+    HANDLER_PRICE,
+    HANDLER_REASON,
+    STREAM_PRICE,
+    STREAM_REASON,
+    TOOL_PRICE,
+    TOOL_REASON,
+    TRACKED_REASON,
+    USAGE,
+    Expectation,
+    HookErrors,
+    Scenario,
+    expect,
+)
+from .probe import HEADER, FinalizeMark, Mark, ProbeError, SendRecord, Trace
+
+__all__ = [
+    "REQUEST_CHECKS",
+    "ClientView",
+    "LifecycleViolation",
+    "Request",
+    "check_isolation",
+    "check_request",
+    "raise_if",
+]
+
+# The kinds of lifecycle bugs, as the problems name them.
+CUT_SHORT = "finalize cut short"
+RUN_TWICE = "a hook run twice"
+OUTLIVED = "work outlived its client"
+SHARED = "usage shared between requests"
+CHARGES = "charges that do not match the outcome"
+LAST_BYTE = "outcome untrue at the last byte"
+HANG_UP = "a hang-up taken for a failure"
+
+# A JSON answer whose body send was cut short by a disconnect must not be taken as
+# completed (nor charged), and a sync generator the server stopped reading must be closed
+# at once (its `finally` must not wait for the garbage collector). robutler does both;
+# set these to False to check a server that does not.
+STRICT_CUT_JSON = True
+STRICT_SYNC_GENERATORS = True
 
 
 class LifecycleViolation(AssertionError):
     """A server broke a lifecycle guarantee; the message names the scenario and each problem."""
 
 
+@dataclass
+class Request:
+    """One request's trace with what the checks derive from it once."""
+
+    trace: Trace
+    client: ClientView | None
+    finished: bool
+    validate: bool
+    hook_errors: HookErrors
+    e: Expectation
+
+    @classmethod
+    def of(cls, trace: Trace, client: ClientView | None, finished: bool, validate: bool) -> Request:
+        mode = hook_errors_of(trace)
+        return cls(trace, client, finished, validate, mode, expect(trace.scenario, mode))
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.trace.scenario
+
+    @property
+    def fin(self) -> FinalizeMark | None:
+        return self.trace.finalize[0] if self.trace.finalize else None
+
+    @property
+    def client_stayed(self) -> bool:
+        """The client read the whole answer."""
+        return self.client is not None and self.client.complete and not self.client.left
+
+    @property
+    def hook_raised(self) -> bool:
+        return any(h.action == "raise" for h in self.scenario.before)
+
+
+def hook_errors_of(trace: Trace) -> HookErrors:
+    """What the server did with a before hook that raised: the request went on after it
+    ("continue", the error logged) or it was answered with a 500 ("reject")."""
+    hooks = trace.scenario.before
+    first = next((i for i, h in enumerate(hooks) if h.action == "raise"), None)
+    if first is None or any(h.action == "reject" for h in hooks[:first]):
+        return "reject"
+    went_on = any(trace.before_slots[j] for j in range(first + 1, len(hooks)))
+    if went_on or trace.resolver or trace.agent:
+        return "continue"
+    return "reject" if trace.handed_start() in (500, None) else "continue"
+
+
 # --------------------------------------------------------------------------------------
-# Invariants
+# The named checks of one request
 
 
-@dataclass
-class ClientView:
-    """What the client got: status, headers, body bytes; whether it read the whole answer
-    (`complete`) or went away before its end (`left`)."""
-
-    status: int | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    complete: bool = False
-    left: bool = False
-    problems: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Folded:
-    content: str = ""
-    finish: str | None = None
-    tools: dict[int, list[str]] = field(default_factory=dict)
-    usage: Any = None
-    error: Any = None
-    done: bool = False
-    ids: set[str] = field(default_factory=set)
-
-
-def _fold_sse(body: bytes, problems: list[str]) -> _Folded:
-    """Fold the complete `data:` events of an SSE body."""
-    out = _Folded()
-    text = body.decode("utf-8", "replace")
-    blocks = text.split("\n\n")[:-1]
-    for i, block in enumerate(blocks):
-        if out.done:
-            problems.append(f"event {i} comes after data: [DONE]")
-            break
-        if not block.startswith("data: "):
-            problems.append(f"event {i} is not a data event: {block[:60]!r}")
-            continue
-        payload = block[len("data: ") :]
-        if payload == "[DONE]":
-            out.done = True
-            continue
-        try:
-            event = json.loads(payload)
-        except ValueError:
-            problems.append(f"event {i} is not JSON: {payload[:60]!r}")
-            continue
-        if "error" in event:
-            out.error = event["error"]
-            continue
-        if event.get("id"):
-            out.ids.add(event["id"])
-        if event.get("usage"):
-            out.usage = event["usage"]
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out.content += delta["content"]
-            for call in delta.get("tool_calls") or ():
-                slot = out.tools.setdefault(call.get("index", 0), ["", ""])
-                fn = call.get("function") or {}
-                slot[0] += fn.get("name") or ""
-                slot[1] += fn.get("arguments") or ""
-            if choice.get("finish_reason"):
-                out.finish = choice["finish_reason"]
+def finalize_ran_once(r: Request) -> list[str]:
+    """Finalize runs exactly once for a request the app finished, and the app is sound."""
+    t = r.trace
+    out = []
+    n = max(len(t.finalize), len(t.finalize_end))
+    if n > 1:
+        out.append(f"{RUN_TWICE}: finalize ran {n} times")
+    if r.finished:
+        if t.app_calls != 1:
+            out.append(f"the server saw the request {t.app_calls} times")
+        if not t.finalize:
+            out.append("finalize never ran")
+        elif not t.finalize_end:
+            out.append(f"{CUT_SHORT}: the last finalize hook never ran")
+    if isinstance(t.app_error, asyncio.CancelledError):
+        if not t.host_cancelled:
+            out.append("the app raised CancelledError, though nobody cancelled the request")
+    elif t.app_error is not None:
+        out.append(f"the app raised {t.app_error!r}")
     return out
 
 
-def _ctx_problems(trace: Trace) -> list[str]:
-    """Every context the probe saw for `trace` is one RequestState, this request's own."""
-    out: list[str] = []
-    seen: list[tuple[str, Any]] = []
+def before_hooks_ran(r: Request) -> list[str]:
+    """Each before hook runs as often as the scenario says (once, or not after a hook that
+    stopped the request), and finishes."""
+    t = r.trace
+    if not (r.finished or t.agent or t.finalize):
+        return []
+    out = []
+    cut = t.host_cancelled  # the host may have stopped the request anywhere
+    if len(t.before) > 1 or (len(t.before) != 1 and not cut):
+        out.append(
+            f"the first before hook ran {len(t.before)} times (if 0: did the app reject "
+            "the request before the probe's hooks? pass headers=)"
+        )
+    for i, want in enumerate(r.e.before_runs):
+        got = len(t.before_slots[i])
+        if got > want or (got < want and not cut):
+            kind = f"{RUN_TWICE}: " if got > want else ""
+            out.append(f"{kind}before hook {i + 1} ran {got} times, expected {want}")
+        elif len(t.before_ends[i]) != got:
+            out.append(f"before hook {i + 1} started but never finished")
+    return out
+
+
+def finalize_hooks_ran(r: Request) -> list[str]:
+    """Each finalize hook runs once and finishes, also when hooks wait or raise and the
+    request is cancelled meanwhile, and all of them before the app returns."""
+    t = r.trace
+    out = []
+    done = bool(t.finalize_end)
+    for i, starts in enumerate(t.finalize_slots):
+        if len(starts) > 1:
+            out.append(f"{RUN_TWICE}: finalize hook {i + 1} ran {len(starts)} times")
+        elif done and not starts:
+            out.append(f"finalize hook {i + 1} never ran")
+        if len(t.finalize_ends[i]) < len(starts):
+            out.append(f"{CUT_SHORT}: finalize hook {i + 1} started but never finished")
+    if t.app_done is not None:
+        ends = [*(m for group in t.finalize_ends for m in group), *t.finalize_end]
+        if any(m.seq > t.app_done for m in ends):
+            out.append(f"{CUT_SHORT}: the app returned while finalize hooks were still running")
+    return out
+
+
+def resolver_and_agent_ran(r: Request) -> list[str]:
+    """The resolver and the agent run at most once, and only when the request gets there."""
+    t, e = r.trace, r.e
+    out = []
+    if len(t.resolver) > 1 or len(t.resolver) > e.resolver_runs:
+        out.append(f"the resolver ran {len(t.resolver)} times, expected {e.resolver_runs}")
+    if len(t.agent) > 1:
+        out.append(f"the agent ran {len(t.agent)} times")
+    if t.agent and not e.agent_runs:
+        out.append("the agent ran although the request should have stopped before it")
+    if r.finished and r.client_stayed and e.agent_runs and not t.agent:
+        out.append("the agent never ran")
+    if r.finished and r.client_stayed and e.resolver_runs and not t.resolver:
+        out.append("the resolver never ran")
+    if t.agent and r.scenario.route == "dynamic" and t.agent_data != [{"token": t.token}]:
+        out.append(f"the agent got agent_data {t.agent_data!r}")
+    return out
+
+
+def _context_marks(t: Trace) -> list[tuple[str, Any]]:
     groups: tuple[tuple[str, list[Sequence[Mark]]], ...] = (
-        ("a before hook", [trace.before, *trace.before_slots]),
-        ("the resolver", [trace.resolver]),
-        ("the agent", [trace.agent]),
-        ("a task the agent spawned", [trace.spawned]),
-        ("the agent's stream", [trace.pieces]),
-        ("finalize", [trace.finalize, *trace.finalize_slots, trace.finalize_end]),
+        ("a before hook", [t.before, *t.before_slots]),
+        ("the resolver", [t.resolver]),
+        ("the agent", [t.agent]),
+        ("a task the agent spawned", [t.spawned]),
+        ("the agent's stream", [t.pieces]),
+        ("finalize", [t.finalize, *t.finalize_slots, t.finalize_end]),
     )
-    for name, marks in groups:
-        for group in marks:
-            seen.extend((name, m.ctx) for m in group)
-    if not seen:
-        return out
-    for name, ctx in seen:
-        if ctx is None:
-            out.append(f"{name} ran without a context (get_context() was None)")
+    return [(name, m.ctx) for name, marks in groups for group in marks for m in group]
+
+
+def one_context(r: Request) -> list[str]:
+    """Every context the probe saw for the request is one RequestState."""
+    seen = _context_marks(r.trace)
+    out = [f"{name} ran without a context (get_context() was None)" for name, c in seen if not c]
     contexts = [c for _, c in seen if c is not None]
     first = contexts[0] if contexts else None
     for name, ctx in seen:
         if ctx is not None and ctx is not first:
             out.append(f"{name} saw a different context than the first hook ({ctx!r} vs {first!r})")
             break
-    fin = trace.finalize[0] if trace.finalize else None
+    return out
+
+
+def own_context(r: Request) -> list[str]:
+    """The request's context is its own: its token, agent, stream flag and messages."""
+    t = r.trace
+    contexts = [c for _, c in _context_marks(t) if c is not None]
+    out = []
+    fin = r.fin
     if fin is not None and fin.age is not None and fin.age > fin.request_age + 0.001:
         out.append(
             f"the context began {fin.age - fin.request_age:.3f} s before the request was "
             "sent: it is an earlier request's"
         )
-    if first is not None:
-        request = getattr(first, "request", None)
-        headers = getattr(request, "headers", None)
-        token = headers.get(HEADER) if headers is not None else None
-        if token != trace.token:
-            out.append(f"the context belongs to another request (probe token {token!r})")
-        if getattr(first, "agent_name", None) != trace.agent_name:
-            out.append(
-                f"the context names agent {getattr(first, 'agent_name', None)!r}, "
-                f"not {trace.agent_name!r}"
-            )
-        if trace.agent:
-            if getattr(first, "stream", None) is not trace.scenario.stream:
-                out.append(f"the context says stream={getattr(first, 'stream', None)!r}")
-            messages = getattr(first, "messages", None) or [{}]
-            if trace.token not in str(messages[-1].get("content")):
-                out.append("the context holds another request's messages")
+    if not contexts:
+        return out
+    first = contexts[0]
+    headers = getattr(getattr(first, "request", None), "headers", None)
+    token = headers.get(HEADER) if headers is not None else None
+    if token != t.token:
+        out.append(f"the context belongs to another request (probe token {token!r})")
+    if getattr(first, "agent_name", None) != t.agent_name:
+        out.append(
+            f"the context names agent {getattr(first, 'agent_name', None)!r}, not {t.agent_name!r}"
+        )
+    if t.agent:
+        if getattr(first, "stream", None) is not r.scenario.stream:
+            out.append(f"the context says stream={getattr(first, 'stream', None)!r}")
+        messages = getattr(first, "messages", None) or [{}]
+        if t.token not in str(messages[-1].get("content")):
+            out.append("the context holds another request's messages")
     return out
 
 
-def _order_problems(trace: Trace) -> list[str]:
-    out: list[str] = []
-    fin = trace.finalize[0] if trace.finalize else None
-    if fin is not None:
-        for record in trace.sends:
-            what = record.message.get("type")
-            if record.seq_in > fin.seq:
-                out.append(f"the server sent {what} after finalize started")
-                break
-            if record.seq_out is None or record.seq_out > fin.seq:
-                out.append(f"finalize started while the server was still sending {what}")
-                break
-        late = [m for m in (*trace.agent, *trace.pieces, *trace.spawned) if m.seq > fin.seq]
-        if late:
-            out.append("the agent was still producing after finalize started")
-        if any(m.seq < fin.seq for group in trace.finalize_slots for m in group):
-            out.append("a finalize hook ran before the first one")
-    if trace.before:
-        start = trace.before[0].seq
-        later = [
-            *trace.resolver,
-            *trace.agent,
-            *trace.pieces,
-            *(m for group in trace.before_slots for m in group),
-        ]
+def context_error(r: Request) -> list[str]:
+    """A request that succeeded has no error in its context; one that failed has one."""
+    fin = r.fin
+    if fin is None or not (r.finished and r.client_stayed) or fin.ctx is None:
+        return []
+    if r.hook_raised and r.hook_errors == "continue":
+        return []  # whether a logged hook error is kept in the context is the server's call
+    error = getattr(fin.ctx, "error", None)
+    if r.e.status == 200 and not r.e.agent_fails and error is not None:
+        return [f"the request succeeded but its context holds error {error!r}"]
+    if r.e.status != 200 and error is None:
+        return [f"the request failed with {r.e.status} but its context has no error"]
+    return []
+
+
+def finalize_comes_last(r: Request) -> list[str]:
+    """Finalize starts after the last byte was handed over and the agent stopped."""
+    t, fin = r.trace, r.fin
+    if fin is None:
+        return []
+    out = []
+    for record in t.sends:
+        what = record.message.get("type")
+        if record.seq_in > fin.seq:
+            out.append(f"the server sent {what} after finalize started")
+            break
+        if record.seq_out is None or record.seq_out > fin.seq:
+            out.append(f"finalize started while the server was still sending {what}")
+            break
+    if any(m.seq > fin.seq for m in (*t.agent, *t.pieces, *t.spawned)):
+        out.append("the agent was still producing after finalize started")
+    if any(m.seq < fin.seq for group in t.finalize_slots for m in group):
+        out.append("a finalize hook ran before the first one")
+    return out
+
+
+def before_hooks_come_first(r: Request) -> list[str]:
+    """The before hooks run first, and all of them before the resolver and the agent."""
+    t = r.trace
+    out = []
+    if t.before:
+        start = t.before[0].seq
+        later = [*t.resolver, *t.agent, *t.pieces, *(m for g in t.before_slots for m in g)]
         if any(m.seq < start for m in later):
             out.append("something ran before the first before hook")
-        if trace.sends and trace.sends[0].seq_in < start:
+        if t.sends and t.sends[0].seq_in < start:
             out.append("the server answered before the before hooks ran")
-    if trace.agent:
-        agent_at = trace.agent[0].seq
-        for group in trace.before_slots:
-            if any(m.seq > agent_at for m in group):
-                out.append("a before hook ran after the agent started")
-                break
-        if any(m.seq > agent_at for m in trace.resolver):
+    if t.agent:
+        agent_at = t.agent[0].seq
+        if any(m.seq > agent_at for g in t.before_slots for m in g):
+            out.append("a before hook ran after the agent started")
+        if any(m.seq > agent_at for m in t.resolver):
             out.append("the resolver ran after the agent started")
     return out
 
 
-def _truth_problems(trace: Trace, fin: FinalizeMark) -> list[str]:
-    """Does what finalize got tell the truth about what was sent?"""
-    out: list[str] = []
-    sends = trace.sends
-    final_ok = any(r.final and r.ok for r in sends)
-    error_frames = [r for r in sends if r.is_body and b'data: {"error"' in r.body]
-    if isinstance(fin.response, StreamingWrapper):
-        status = fin.wrapper_status
-        if status not in ("completed", "disconnected", "failed"):
-            return [f"finalize ran while the stream was still {status!r}"]
-        if status == "completed" and (not final_ok or error_frames):
-            what = "sent an error event" if error_frames else "never finished sending"
-            out.append(f"finalize was told 'completed' but the server {what}")
-        if status == "failed":
-            if not error_frames:
-                out.append("finalize was told 'failed' but no error event was sent")
-            if fin.error is None:
-                out.append("finalize was told 'failed' without the error")
-        if status == "disconnected" and final_ok:
-            out.append("finalize was told 'disconnected' but the whole stream was sent")
-        if final_ok and not error_frames and status != "completed":
-            out.append(f"the whole stream was sent but finalize was told {status!r}")
-        skip = {id(r) for r in error_frames}
-        handed = sum(len(r.body) for r in sends if id(r) not in skip)
-        if fin.bytes_sent is not None and fin.bytes_sent != handed:
+def _stream_facts(r: Request) -> tuple[str | None, bool, bool, list[SendRecord]] | None:
+    """For a stream: the wrapper's status, whether the final frame was handed over, and
+    reached the client, and the error frames; None when finalize got no wrapper."""
+    fin = r.fin
+    if fin is None or not isinstance(fin.response, StreamingWrapper):
+        return None
+    final = [rec for rec in r.trace.sends if rec.final]
+    sent = any(rec.ok for rec in final)
+    delivered = any(rec.ok and not rec.lost for rec in final)
+    errors = [rec for rec in r.trace.sends if rec.is_body and b'data: {"error"' in rec.body]
+    return fin.wrapper_status, sent, delivered, errors
+
+
+def stream_completed_is_true(r: Request) -> list[str]:
+    """A StreamingWrapper says 'completed' only when the final frame reached the client,
+    and a stream whose final frame did says so."""
+    facts = _stream_facts(r)
+    if facts is None:
+        return []
+    status, sent, delivered, errors = facts
+    if status not in ("completed", "disconnected", "failed"):
+        return [f"finalize ran while the stream was still {status!r}"]
+    out = []
+    if status == "completed" and (not sent or errors):
+        what = "sent an error event" if errors else "never finished sending"
+        out.append(f"{LAST_BYTE}: finalize was told 'completed' but the server {what}")
+    elif status == "completed" and not delivered and r.scenario.client.kind == "lost_at_end":
+        out.append(
+            f"{LAST_BYTE}: finalize was told 'completed' but the client hung up while the "
+            "last frame was being sent"
+        )
+    if delivered and not errors and status != "completed":
+        out.append(f"{LAST_BYTE}: the whole stream was sent but finalize was told {status!r}")
+    return out
+
+
+def stream_end_is_true(r: Request) -> list[str]:
+    """'failed' comes with its error event and its error; 'disconnected' with a final
+    frame that never reached the client; the wrapper counts what was handed over."""
+    facts = _stream_facts(r)
+    fin = r.fin
+    if facts is None or fin is None:
+        return []
+    status, _, delivered, errors = facts
+    out = []
+    if status == "failed" and not errors:
+        out.append("finalize was told 'failed' but no error event was sent")
+    if status == "failed" and fin.error is None:
+        out.append("finalize was told 'failed' without the error")
+    if status == "disconnected" and delivered:
+        out.append(f"{LAST_BYTE}: finalize was told 'disconnected' but the whole stream was sent")
+    return out + _wrapper_counts(r.trace, fin, errors)
+
+
+def _wrapper_counts(t: Trace, fin: FinalizeMark, errors: list[SendRecord]) -> list[str]:
+    out = []
+    skip = {id(rec) for rec in errors}
+    handed = sum(len(rec.body) for rec in t.sends if id(rec) not in skip)
+    if fin.bytes_sent is not None and fin.bytes_sent != handed:
+        out.append(
+            f"{LAST_BYTE}: the wrapper counts {fin.bytes_sent} bytes sent, "
+            f"the server was handed {handed}"
+        )
+    start = t.handed_start()
+    if start is not None and start != fin.status_code:
+        out.append(f"the wrapper says status {fin.status_code}, the answer had {start}")
+    return out
+
+
+def response_status_is_true(r: Request) -> list[str]:
+    """A plain response given to finalize has the status the client was sent (499 when
+    none was), and is not given for a stream."""
+    t, fin = r.trace, r.fin
+    if fin is None or isinstance(fin.response, StreamingWrapper):
+        return []
+    start = t.handed_start()
+    expected = start if start is not None else 499
+    if fin.status_code != expected:
+        return [
+            f"{LAST_BYTE}: finalize got a response with status {fin.status_code}, but the "
+            f"server was handed {start if start is not None else 'no answer'}"
+        ]
+    first = t.sends[0] if t.sends else None
+    if start == 200 and first is not None and "text/event-stream" in _content_type(first):
+        return ["a stream was sent but finalize did not get a StreamingWrapper"]
+    return []
+
+
+def response_is_what_the_client_got(r: Request) -> list[str]:
+    """A plain response given to finalize carries the headers the client got and, once
+    the whole answer was handed over, its body: not a placeholder."""
+    t, fin = r.trace, r.fin
+    if fin is None or isinstance(fin.response, StreamingWrapper) or not t.sends:
+        return []
+    out = []
+    handed = {(bytes(k).lower(), bytes(v)) for k, v in t.sends[0].message.get("headers") or ()}
+    for key, value in fin.headers:
+        if (bytes(key).lower(), bytes(value)) not in handed:
             out.append(
-                f"the wrapper counts {fin.bytes_sent} bytes sent, the server was handed {handed}"
+                f"{LAST_BYTE}: finalize's response has header {bytes(key).decode()}: "
+                f"{bytes(value).decode()}, which the client did not get"
             )
-        start = trace.handed_start()
-        if start is not None and start != fin.status_code:
-            out.append(f"the wrapper says status {fin.status_code}, the answer had {start}")
-    else:
-        start = trace.handed_start()
-        expected = start if start is not None else 499
-        if fin.status_code != expected:
-            out.append(
-                f"finalize got a response with status {fin.status_code}, "
-                f"but the server was handed {start if start is not None else 'no answer'}"
-            )
-        if start == 200 and trace.sends and "text/event-stream" in _content_type(trace.sends[0]):
-            out.append("a stream was sent but finalize did not get a StreamingWrapper")
+    delivered = any(rec.final and rec.ok and not rec.lost for rec in t.sends)
+    body = t.accepted_body()
+    if delivered and fin.body != body:
+        got = "no body" if fin.body is None else f"a body of {len(fin.body)} bytes"
+        out.append(
+            f"{LAST_BYTE}: finalize got a response with {got}, the client got {len(body)} bytes"
+        )
     return out
 
 
@@ -231,88 +428,247 @@ def _content_type(record: SendRecord) -> str:
     return ""
 
 
-def _answer_problems(trace: Trace, e: Expectation, client: ClientView, validate: bool) -> list[str]:
-    """The whole answer the client read matches the scenario."""
-    out: list[str] = []
-    if client.status != e.status:
-        return [f"expected HTTP {e.status}, got {client.status}: {client.body[:200]!r}"]
-    ctx = trace.finalize[0].ctx if trace.finalize else None
-    rid = client.headers.get("x-request-id")
-    if ctx is not None and rid != getattr(ctx, "request_id", None):
-        out.append(f"x-request-id {rid!r} is not the request id of finalize's context")
-    if e.status != 200:
-        try:
-            err = json.loads(client.body)["error"]
-            assert isinstance(err["message"], str) and "type" in err and "code" in err
-        except (ValueError, KeyError, TypeError, AssertionError):
-            return [*out, f"the error body is not OpenAI-shaped: {client.body[:200]!r}"]
-        if e.message_has and e.message_has not in err["message"]:
-            out.append(f"the error message does not name {e.message_has}: {err['message']!r}")
-        failing = next((h for h in trace.scenario.before if h.action != "ok"), None)
-        if failing is not None and failing.action == "reject":
-            want = f"rejected by before hook {trace.scenario.before.index(failing) + 1}"
-            if err["message"] != want:
-                out.append(f"the rejection message is {err['message']!r}, not {want!r}")
-        return out
-    if not e.streamed:
-        try:
-            body = json.loads(client.body)
-            message = body["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            return [*out, f"not a chat.completion: {client.body[:200]!r}"]
-        if message.get("content") != e.content:
-            out.append(f"content {message.get('content')!r}, expected {e.content!r}")
-        finish = body["choices"][0].get("finish_reason")
-        if finish != e.finish_reason:
-            out.append(f"finish_reason {finish!r}, expected {e.finish_reason!r}")
-        calls = tuple(
-            (c["function"]["name"], c["function"]["arguments"])
-            for c in message.get("tool_calls") or ()
-        )
-        if calls != e.tool_calls:
-            out.append(f"tool calls {calls!r}, expected {e.tool_calls!r}")
-        if body.get("usage") != e.usage:
-            out.append(f"usage {body.get('usage')!r}, expected {e.usage!r}")
-        if validate and not out:
-            from ..validators import ConformanceError, validate_completion
+def expected_final_status(r: Request) -> list[str]:
+    """A client that read everything leaves finalize with the status its scenario gives."""
+    fin, want = r.fin, r.e.final_status
+    if fin is None or want is None or not (r.finished and r.client_stayed):
+        return []
+    if fin.wrapper_status != want:
+        return [f"finalize was told {fin.wrapper_status!r}, expected {want!r}"]
+    return []
 
-            try:
-                validate_completion(client.body)
-            except ConformanceError as exc:
-                out.append(str(exc))
-        return out
-    problems: list[str] = []
-    folded = _fold_sse(client.body, problems)
-    out += problems
-    if not folded.done:
-        out.append("the stream does not end with data: [DONE]")
-    if folded.content != e.content:
-        out.append(f"streamed content {folded.content!r}, expected {e.content!r}")
-    if e.error_event:
-        if folded.error is None:
-            out.append("the stream failed but sent no error event")
-        elif e.message_has and e.message_has not in str(folded.error.get("message")):
-            out.append(f"the error event does not name {e.message_has}: {folded.error!r}")
-        return out
-    if folded.error is not None:
-        out.append(f"unexpected error event {folded.error!r}")
-    if folded.finish != e.finish_reason:
-        out.append(f"finish_reason {folded.finish!r}, expected {e.finish_reason!r}")
-    calls = tuple((v[0], v[1]) for _, v in sorted(folded.tools.items()))
-    if calls != e.tool_calls:
-        out.append(f"streamed tool calls {calls!r}, expected {e.tool_calls!r}")
-    if folded.usage != e.usage:
-        out.append(f"usage chunk {folded.usage!r}, expected {e.usage!r}")
-    if len(folded.ids) > 1:
-        out.append(f"the chunks carry {len(folded.ids)} different ids")
-    if validate and not out:
-        from ..validators import ConformanceError, validate_stream
 
-        try:
-            validate_stream(client.body, expect_usage=e.usage is not None)
-        except ConformanceError as exc:
-            out.append(str(exc))
+def work_stopped(r: Request) -> list[str]:
+    """Once the client has left (or the host cancelled the request), the agent, the tasks
+    it spawned and its stream stop; their `finally` runs before the request ends."""
+    t = r.trace
+    out = [f"{OUTLIVED}: {what}" for what in t.outlived]
+    if not r.finished or t.app_done is None:
+        return out
+    if len(t.spawned_exit) < len(t.spawned):
+        out.append(f"{OUTLIVED}: a task the agent spawned never finished")
+    elif any(m.seq > t.app_done for m in t.spawned_exit):
+        out.append(f"{OUTLIVED}: a task the agent spawned was still running when the request ended")
+    if len(t.agent_exit) < len(t.agent):
+        out.append(f"{OUTLIVED}: the agent's call never finished (its finally did not run)")
+    sync = r.scenario.agent.form == "sync_gen"
+    if t.stream_started and not t.stream_exit and (STRICT_SYNC_GENERATORS or not sync):
+        out.append(f"{OUTLIVED}: the agent's stream was never closed (its finally did not run)")
     return out
+
+
+def _records(usage: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [rec for rec in (usage or {}).get("records") or () if isinstance(rec, dict)]
+
+
+def usage_kept_apart(r: Request) -> list[str]:
+    """The usage finalize sees holds this request's records only, each once."""
+    t = r.trace
+    if t.usage_at_end is None:
+        return []
+    records = _records(t.usage_at_end)
+    out = []
+    ids = [rec.get("id") for rec in records]
+    for rid in sorted({i for i in ids if ids.count(i) > 1}, key=str):
+        out.append(f"{SHARED}: usage record {rid} appears {ids.count(rid)} times")
+    foreign = [
+        rec
+        for rec in records
+        if rec.get("reason") == TRACKED_REASON
+        and (rec.get("metadata") or {}).get("probe") != t.token
+    ]
+    if foreign:
+        out.append(f"{SHARED}: the usage holds {len(foreign)} record(s) of another request")
+    by_id = {rec.get("id"): rec for rec in records}
+    for rid, amount in t.tracked:
+        if rid not in by_id or by_id[rid].get("credits") != amount:
+            out.append(
+                f"{SHARED}: the record {rid} this request tracked ({amount} credits) "
+                "is not in its usage"
+            )
+    return out
+
+
+def usage_adds_up(r: Request) -> list[str]:
+    """The usage's total_credits is the sum of its records."""
+    usage = r.trace.usage_at_end
+    if usage is None:
+        return []
+    total = sum(float(rec.get("credits") or 0) for rec in _records(usage))
+    if abs(total - float(usage.get("total_credits") or 0)) > 1e-9:
+        return [
+            f"{SHARED}: total_credits is {usage.get('total_credits')!r} but its records "
+            f"add up to {total:g}"
+        ]
+    return []
+
+
+def _completed(r: Request) -> bool:
+    """Did the request complete, as far as charging goes?"""
+    fin = r.fin
+    assert fin is not None
+    if isinstance(fin.response, StreamingWrapper):
+        return fin.wrapper_status == "completed"
+    if fin.status_code is None or fin.status_code >= 400:
+        return False
+    final = [rec for rec in r.trace.sends if rec.final]
+    return not STRICT_CUT_JSON or any(rec.ok and not rec.lost for rec in final)
+
+
+def charges_match(r: Request) -> list[str]:
+    """`@pricing` charges: per request and per token only for a completed request, per
+    call once for each call that returned."""
+    t = r.trace
+    usage = t.usage_at_end
+    if usage is None or r.fin is None:
+        return []
+    completed = _completed(r)
+    tokens = USAGE["total_tokens"] if r.e.agent_usage else 0
+    per_request = HANDLER_PRICE["credits_per_request"] + HANDLER_PRICE["credits_per_token"] * tokens
+    handler_charge = min(per_request, HANDLER_PRICE["max_credits"])
+    priced = r.scenario.priced and bool(t.agent)
+    outcome = "completed" if completed else "did not complete"
+    wanted = [
+        (
+            "the priced handler's per-request charge",
+            HANDLER_REASON,
+            "per_request",
+            [handler_charge] if priced and completed else [],
+            f"the request {outcome}",
+        ),
+        (
+            "a per-call charge of the priced handler",
+            HANDLER_REASON,
+            "per_call",
+            [],
+            "its credits_per_call is 0",
+        ),
+        (
+            "the tool's per-call charge",
+            TOOL_REASON,
+            "per_call",
+            [TOOL_PRICE["credits_per_call"]] * t.tool_ok,
+            f"{t.tool_ok} call(s) returned",
+        ),
+        (
+            "the tool's per-request charge",
+            TOOL_REASON,
+            "per_request",
+            [TOOL_PRICE["credits_per_request"]] if t.tool_calls and completed else [],
+            f"the request {outcome}",
+        ),
+        (
+            "the stream's per-call charge",
+            STREAM_REASON,
+            "per_call",
+            [STREAM_PRICE["credits_per_call"]] * len(t.stream_done),
+            "the stream " + ("ran to its end" if t.stream_done else "did not run to its end"),
+        ),
+    ]
+    records = _records(usage)
+    out = []
+    for what, reason, how, want, why in wanted:
+        got = sorted(
+            float(rec.get("credits") or 0)
+            for rec in records
+            if rec.get("reason") == reason and (rec.get("metadata") or {}).get("pricing") == how
+        )
+        if got != sorted(want):
+            out.append(f"{CHARGES}: {what} was recorded as {got!r}, expected {want!r} ({why})")
+    return out
+
+
+def hang_up_is_no_failure(r: Request) -> list[str]:
+    """A client that hangs up before its body is read, or while the agent is still at work
+    before answering, is finalized as a disconnect: no 5xx, no error logged."""
+    t, s = r.trace, r.scenario
+    if t.left.seq is None or r.fin is None:
+        return []
+    if r.e.agent_fails or s.route == "unknown" or s.bad_body:
+        return []
+    if any(h.action in ("raise", "reject") for h in s.before):
+        return []
+    first_send = t.sends[0].seq_in if t.sends else None
+    stalled_early = bool(t.stalls) and (first_send is None or t.stalls[0].seq < first_send)
+    if t.body_read is not None and not stalled_early:
+        return []  # the server could not know that the client had gone
+    out = []
+    fin = r.fin
+    if isinstance(fin.response, StreamingWrapper):
+        if fin.wrapper_status != "disconnected":
+            out.append(
+                f"{HANG_UP}: the client left early, but finalize was told {fin.wrapper_status!r}"
+            )
+    elif fin.status_code != 499:
+        out.append(
+            f"{HANG_UP}: the client left before the answer, but finalize got status {fin.status_code}"
+        )
+    start = t.handed_start()
+    if start is not None and start >= 500:
+        out.append(f"{HANG_UP}: the server answered {start} to a client that had left")
+    return out
+
+
+def errors_logged(r: Request) -> list[str]:
+    """robutler logs an error only for a failure the scenario has: an agent that fails, a
+    hook that raises."""
+    out = []
+    hooks_raise = r.hook_raised or any(h.action == "raise" for h in r.scenario.finalize)
+    for message, exc in r.trace.logs:
+        if r.e.agent_fails:
+            continue
+        if isinstance(exc, ProbeError) and "hook" in str(exc):
+            continue
+        if hooks_raise and exc is None and "hook" in message:
+            continue
+        kind = f"{HANG_UP}: " if r.trace.left.is_set() else ""
+        cause = f" ({exc!r})" if exc is not None else ""
+        out.append(
+            f"{kind}the server logged an error for a request that did not fail: {message[:200]!r}{cause}"
+        )
+    return out
+
+
+def client_got_what_was_sent(r: Request) -> list[str]:
+    """The client got what the server sent, and (when it read everything) the answer its
+    scenario gives."""
+    client, t = r.client, r.trace
+    if client is None:
+        return []
+    out = list(client.problems)
+    if not t.accepted_body().startswith(client.body):
+        out.append("the client received bytes the server never sent")
+    start = t.handed_start()
+    if client.status is not None and client.status != start:
+        out.append(f"the client got HTTP {client.status}, the server sent {start}")
+    if client.complete and r.finished:
+        return out + answer_problems(t, r.e, client, r.validate)
+    return out + prefix_problems(t, r.e, client)
+
+
+REQUEST_CHECKS: tuple[Callable[[Request], list[str]], ...] = (
+    finalize_ran_once,
+    before_hooks_ran,
+    finalize_hooks_ran,
+    resolver_and_agent_ran,
+    one_context,
+    own_context,
+    context_error,
+    finalize_comes_last,
+    before_hooks_come_first,
+    stream_completed_is_true,
+    stream_end_is_true,
+    response_status_is_true,
+    response_is_what_the_client_got,
+    expected_final_status,
+    work_stopped,
+    usage_kept_apart,
+    usage_adds_up,
+    charges_match,
+    hang_up_is_no_failure,
+    errors_logged,
+    client_got_what_was_sent,
+)
 
 
 def check_request(
@@ -329,101 +685,20 @@ def check_request(
     scenario exactly, otherwise it must be a prefix of what the server sent.
     """
     with trace.probe.lock:
-        return _check_locked(trace, client, finished, validate)
-
-
-def _check_locked(
-    trace: Trace, client: ClientView | None, finished: bool, validate: bool
-) -> list[str]:
-    s = trace.scenario
-    e = expect(s, getattr(getattr(trace.probe.server, "hooks", None), "reject_on_error", False))
-    out: list[str] = []
-    n = len(trace.finalize)
-    if n > 1 or len(trace.finalize_end) > 1:
-        out.append(f"finalize ran {max(n, len(trace.finalize_end))} times")
-    if finished:
-        if trace.app_calls != 1:
-            out.append(f"the server saw the request {trace.app_calls} times")
-        if n == 0:
-            out.append("finalize never ran")
-        elif not trace.finalize_end:
-            out.append("the last finalize hook never ran")
-    if trace.app_error is not None and not isinstance(trace.app_error, asyncio.CancelledError):
-        out.append(f"the app raised {trace.app_error!r}")
-    client_stayed = client is not None and client.complete and not client.left
-    # before hooks
-    if finished or trace.agent or trace.finalize:
-        if len(trace.before) != 1:
-            out.append(
-                f"the first before hook ran {len(trace.before)} times (if 0: did the app reject "
-                "the request before the probe's hooks? pass headers=)"
-            )
-        for i, (want, got) in enumerate(zip(e.before_runs, trace.before_slots, strict=True)):
-            if len(got) != want:
-                out.append(f"before hook {i + 1} ran {len(got)} times, expected {want}")
-    # finalize hooks
-    if trace.finalize_end:
-        for i, got in enumerate(trace.finalize_slots):
-            if len(got) != 1:
-                out.append(f"finalize hook {i + 1} ran {len(got)} times, expected once")
-    # resolver and agent
-    if len(trace.resolver) > 1 or len(trace.resolver) > e.resolver_runs:
-        out.append(f"the resolver ran {len(trace.resolver)} times, expected {e.resolver_runs}")
-    if len(trace.agent) > 1:
-        out.append(f"the agent ran {len(trace.agent)} times")
-    if trace.agent and not e.agent_runs:
-        out.append("the agent ran although the request should have stopped before it")
-    if finished and client_stayed and e.agent_runs and not trace.agent:
-        out.append("the agent never ran")
-    if finished and client_stayed and e.resolver_runs and not trace.resolver:
-        out.append("the resolver never ran")
-    if trace.agent and s.route == "dynamic" and trace.agent_data != [{"token": trace.token}]:
-        out.append(f"the agent got agent_data {trace.agent_data!r}")
-    out += _ctx_problems(trace)
-    out += _order_problems(trace)
-    if trace.finalize:
-        fin = trace.finalize[0]
-        out += _truth_problems(trace, fin)
-        ctx = fin.ctx
-        if finished and client_stayed and ctx is not None:
-            if e.status == 200 and not e.agent_fails and getattr(ctx, "error", None) is not None:
-                out.append(f"the request succeeded but its context holds error {ctx.error!r}")
-            if e.status != 200 and getattr(ctx, "error", None) is None:
-                out.append(f"the request failed with {e.status} but its context has no error")
-        if (
-            finished
-            and client_stayed
-            and e.final_status is not None
-            and fin.wrapper_status != e.final_status
-        ):
-            out.append(f"finalize was told {fin.wrapper_status!r}, expected {e.final_status!r}")
-    # the client's view
-    if client is not None:
-        out += client.problems
-        accepted = trace.accepted_body()
-        if not accepted.startswith(client.body):
-            out.append("the client received bytes the server never sent")
-        start = trace.handed_start()
-        if client.status is not None and client.status != start:
-            out.append(f"the client got HTTP {client.status}, the server sent {start}")
-        if client.complete and finished:
-            out += _answer_problems(trace, e, client, validate)
-        elif client.status == 200 and e.streamed and client.body:
-            problems: list[str] = []
-            folded = _fold_sse(client.body, problems)
-            if e.content is not None and not e.content.startswith(folded.content):
-                out.append(f"streamed {folded.content!r}, not a prefix of {e.content!r}")
-    return out
+        request = Request.of(trace, client, finished, validate)
+        return [problem for check in REQUEST_CHECKS for problem in check(request)]
 
 
 def check_isolation(traces: Sequence[Trace]) -> list[str]:
-    """Requests never share a context, nor a request id."""
+    """Requests never share a context, a request id, nor a usage record."""
     out: list[str] = []
     owners: dict[int, int] = {}
     ids: dict[str, int] = {}
+    records: dict[Any, int] = {}
     for i, trace in enumerate(traces, 1):
         with trace.probe.lock:
             marks = [*trace.before, *trace.agent, *trace.finalize]
+            usage = trace.usage_at_end
         contexts = {id(m.ctx): m.ctx for m in marks if m.ctx is not None}
         for key, ctx in contexts.items():
             if key in owners and owners[key] != i:
@@ -434,10 +709,17 @@ def check_isolation(traces: Sequence[Trace]) -> list[str]:
                 if rid in ids and ids[rid] != i:
                     out.append(f"requests {ids[rid]} and {i} share request id {rid}")
                 ids.setdefault(rid, i)
+        for rec in _records(usage):
+            record_id = rec.get("id")
+            if record_id is not None and records.setdefault(record_id, i) != i:
+                out.append(
+                    f"{SHARED}: requests {records[record_id]} and {i} both hold usage record {record_id}"
+                )
     return out
 
 
-def _raise_if(problems: Sequence[tuple[Scenario | None, str]], title: str) -> None:
+def raise_if(problems: Sequence[tuple[Scenario | None, str]], title: str) -> None:
+    """Raise LifecycleViolation listing `problems` under their scenarios, if there are any."""
     if not problems:
         return
     lines = [title]

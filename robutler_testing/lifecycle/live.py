@@ -14,14 +14,15 @@ import h11
 from .checks import ClientView, check_isolation, check_request
 from .plans import RequestBatch, Scenario
 from .probe import Trace
-from .targets import _registered, _Target
-
-# --------------------------------------------------------------------------------------
-# A live server and a raw-socket HTTP/1.1 client
+from .targets import Target, registered
 
 
-class _LiveClient:
-    """One request over a raw socket to 127.0.0.1, parsed by h11 as it arrives."""
+class LiveClient:
+    """One request over a raw socket to 127.0.0.1, parsed by h11 as it arrives.
+
+    Closing it tells the trace (and, when its plan says so, cancels the request on the
+    server as a host would).
+    """
 
     def __init__(
         self, port: int, trace: Trace, headers: Mapping[str, str] | None, timeout: float
@@ -108,20 +109,13 @@ class _LiveClient:
             self._pump(left)
         return done()
 
-    def read_available(self) -> None:
-        """Read what has arrived, without waiting."""
-        for _ in range(1000):
-            if not self.active:
-                return
-            before = (len(self.body), self.status, self.complete)
-            self._pump(0.0)
-            if (len(self.body), self.status, self.complete) == before:
-                return
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.sock.close()
+            self.trace.client_closes(self.complete)
+            if self.trace.scenario.client.host_cancels:
+                self.trace.cancel_from_host()
 
     def view(self) -> ClientView:
         return ClientView(
@@ -134,10 +128,10 @@ class _LiveClient:
         )
 
 
-class _Live:
+class LiveApp:
     """A probed server under uvicorn on 127.0.0.1."""
 
-    def __init__(self, target: _Target, headers: Mapping[str, str] | None, timeout: float) -> None:
+    def __init__(self, target: Target, headers: Mapping[str, str] | None, timeout: float) -> None:
         from ..live import LiveServer
 
         self.probe = target.probe(fresh=False)
@@ -154,8 +148,8 @@ class _Live:
     def port(self) -> int:
         return self.server.port
 
-    def open(self, trace: Trace) -> _LiveClient:
-        return _LiveClient(self.port, trace, self.headers, self.timeout)
+    def open(self, trace: Trace) -> LiveClient:
+        return LiveClient(self.port, trace, self.headers, self.timeout)
 
     def tasks(self) -> set[asyncio.Task[Any]]:
         """The tasks pending on the server's loop."""
@@ -171,10 +165,16 @@ class _Live:
         timeout = self.timeout
 
         async def wait() -> list[str]:
+            # closing an abandoned async generator takes a task, which may start another
             me = asyncio.current_task()
-            new = {t for t in asyncio.all_tasks() if t is not me and t not in baseline}
-            if new:
-                await asyncio.wait(new, timeout=timeout)
+            deadline = asyncio.get_running_loop().time() + timeout
+            new: list[asyncio.Task[Any]] = []
+            for _ in range(8):
+                new = [t for t in asyncio.all_tasks() - baseline if t is not me and not t.done()]
+                left = deadline - asyncio.get_running_loop().time()
+                if not new or left <= 0:
+                    break
+                await asyncio.wait(new, timeout=left)
             return [repr(t.get_coro()) for t in new if not t.done()]
 
         left = self._on_loop(wait())
@@ -193,13 +193,13 @@ class _Live:
         self.server.stop()
 
 
-class _LiveRunner:
+class LiveRunner:
     """Runs RequestBatches against the app under uvicorn, the client on raw sockets."""
 
     def __init__(
-        self, target: _Target, headers: Mapping[str, str] | None, timeout: float, validate: bool
+        self, target: Target, headers: Mapping[str, str] | None, timeout: float, validate: bool
     ) -> None:
-        self.live = _Live(target, headers, timeout)
+        self.live = LiveApp(target, headers, timeout)
         self.validate = validate
 
     def close(self) -> None:
@@ -209,8 +209,10 @@ class _LiveRunner:
         live = self.live
         probe = live.probe
         baseline = live.tasks()
-        traces = [_registered(probe, s) for s in batch.scenarios]
-        clients: list[_LiveClient] = []
+        traces = [registered(probe, s, "live") for s in batch.scenarios]
+        for trace in traces:
+            trace.hold_final = trace.scenario.client.kind == "lost_at_end"
+        clients: list[LiveClient] = []
         out: list[tuple[Scenario | None, str]] = []
         try:
             if batch.concurrent:
@@ -241,17 +243,22 @@ class _LiveRunner:
                 probe.forget(trace)
         return out
 
-    def _act(self, client: _LiveClient) -> None:
-        plan = client.trace.scenario.client
+    def _act(self, client: LiveClient) -> None:
+        trace = client.trace
+        plan = trace.scenario.client
         if plan.kind == "read_all":
             if not client.read_until(lambda: client.complete):
                 client.problems.append("the answer did not end in time")
         elif plan.kind == "close_after":
             if plan.frames:
                 client.read_until(lambda: client.frames >= plan.frames)
-            client.close()
         elif plan.kind == "never_read":
-            self.live.finished(client.trace)  # small answers fit in the socket buffers
-            client.close()
-        else:
-            client.close()
+            # small answers fit in the socket buffers: the server gets to finalize
+            probe = trace.probe
+            probe.wait_until(lambda: bool(trace.finalize) or trace.finished, self.live.timeout)
+        elif plan.kind == "lost_at_end":
+            # the probe holds the last frame until this client is gone (what came before
+            # it waits in the socket's buffers)
+            probe = trace.probe
+            probe.wait_until(lambda: trace.final_held or trace.finished, self.live.timeout)
+        client.close()

@@ -18,15 +18,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from .checks import ClientView, _raise_if, check_isolation, check_request
-from .live import _Live, _LiveClient
+from .checks import ClientView, check_isolation, check_request, raise_if
+from .live import LiveApp, LiveClient
 from .plans import Scenario, machine_scenarios
 from .probe import Trace
 from .profiles import lifecycle_settings
-from .targets import _Target
-
-# --------------------------------------------------------------------------------------
-# The state machine
+from .targets import Target
 
 
 class _LiveTarget:
@@ -35,16 +32,16 @@ class _LiveTarget:
     def __init__(
         self, app: Any, headers: Mapping[str, str] | None, timeout: float, prefix: str
     ) -> None:
-        self.target = _Target(app, prefix)
+        self.target = Target(app, prefix)
         self.headers = headers
         self.timeout = timeout
-        self.live: _Live | None = None
+        self.live: LiveApp | None = None
         self._lock = threading.Lock()
 
-    def start(self) -> _Live:
+    def start(self) -> LiveApp:
         with self._lock:
             if self.live is None:
-                self.live = _Live(self.target, self.headers, self.timeout)
+                self.live = LiveApp(self.target, self.headers, self.timeout)
                 atexit.register(self.stop)
             return self.live
 
@@ -58,7 +55,7 @@ class _LiveTarget:
 class _MachineRequest:
     """A request the machine started: its trace and its raw-socket client."""
 
-    def __init__(self, number: int, trace: Trace, client: _LiveClient) -> None:
+    def __init__(self, number: int, trace: Trace, client: LiveClient) -> None:
         self.number = number
         self.trace = trace
         self.client = client
@@ -152,7 +149,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(target=requests, scenario=machine_scenarios())
     def start(self, scenario: Scenario) -> _MachineRequest:
         """Open a connection, send a request, and wait until the server is quiescent."""
-        trace = self.live.probe.register(scenario)
+        trace = self.live.probe.register(scenario, "live")
         request = _MachineRequest(len(self.all) + 1, trace, self.live.open(trace))
         self.all.append(request)
         self._quiesce(request)
@@ -218,7 +215,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def _fail(self, request: _MachineRequest, problem: str) -> None:
         self.failed = True
-        _raise_if([(request.trace.scenario, f"{request!r}: {problem}")], "lifecycle broken:")
+        raise_if([(request.trace.scenario, f"{request!r}: {problem}")], "lifecycle broken:")
 
     def _view(self, request: _MachineRequest) -> ClientView:
         view = request.client.view()
@@ -255,7 +252,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         problems.extend((None, p) for p in check_isolation([r.trace for r in self.all]))
         if problems:
             self.failed = True
-        _raise_if(problems, "lifecycle broken:")
+        raise_if(problems, "lifecycle broken:")
 
     def teardown(self) -> None:
         """Close every connection, wait for the server, check every request and the tasks."""
@@ -276,4 +273,4 @@ class LifecycleMachine(RuleBasedStateMachine):
             for request in self.all:
                 self.live.probe.forget(request.trace)
         if not self.failed:  # a step already reported the first problem
-            _raise_if(problems, "lifecycle broken:")
+            raise_if(problems, "lifecycle broken:")

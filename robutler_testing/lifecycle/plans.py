@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from hypothesis import strategies as st
 
 MAX_HOOKS = 3
 USAGE = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+# What the probe's priced functions cost, and the reason each one's usage records carry:
+# the priced handler per request and per token (capped), the tool it calls per call and
+# per request, the generator that produces its stream per call; and the credits the agent
+# records itself with track_usage.
+HANDLER_PRICE = {"credits_per_request": 7, "credits_per_token": 1, "max_credits": 10}
+TOOL_PRICE = {"credits_per_call": 3, "credits_per_request": 1}
+STREAM_PRICE = {"credits_per_call": 2}
+HANDLER_REASON = "lifecycle probe: handler"
+TOOL_REASON = "lifecycle probe: tool"
+STREAM_REASON = "lifecycle probe: stream"
+TRACKED_REASON = "lifecycle probe: tracked"
 _UNSUPPORTED_TYPES = {
     "int": "int",
     "none": "NoneType",
@@ -33,12 +44,17 @@ def _pretty(obj: Any, p: Any, cycle: bool) -> None:
 # Scenarios
 
 
+HookAction = Literal["ok", "await", "raise", "reject"]
+
+
 @dataclass(frozen=True)
 class HookPlan:
-    """One hook of a scenario: sync or async; it returns, raises, or rejects (HTTPException)."""
+    """One hook of a scenario: sync or async; it returns, waits (a finalize hook that waits
+    does so until the client has closed its end, as a slow database write would), raises,
+    or rejects (HTTPException, before hooks only)."""
 
     sync: bool = False
-    action: Literal["ok", "raise", "reject"] = "ok"
+    action: HookAction = "ok"
     status: int = 401
 
     def describe(self) -> str:
@@ -47,6 +63,8 @@ class HookPlan:
             return f"{kind} hook that raises"
         if self.action == "reject":
             return f"{kind} hook that rejects with HTTP {self.status}"
+        if self.action == "await":
+            return f"{kind} hook that waits"
         return f"{kind} hook"
 
     _repr_pretty_ = _pretty
@@ -69,7 +87,11 @@ class AgentPlan:
     raise_after (after `pieces`), unsupported (returns a value robutler cannot serve),
     tool_calls (`tools` as (name, JSON arguments)), gated (each piece waits for
     `Trace.release()`). `form` is how the answer is handed over; `usage` makes the agent
-    report token usage (forms built on `MockAgent`).
+    report token usage (forms built on `MockAgent`). Before answering, the agent records
+    `track` credits with `track_usage` (the first in the agent, the rest in a task it
+    spawns) and calls a priced tool once per entry of `uses` (True: the call returns,
+    False: it raises, and the agent carries on). Once its client has left, an async agent
+    waits at its next step, so a server that does not cancel it is seen to let it run on.
     """
 
     kind: AgentKind = "reply"
@@ -78,6 +100,8 @@ class AgentPlan:
     delay: float = 0.0
     usage: bool = False
     tools: tuple[tuple[str, str], ...] = ()
+    track: tuple[float, ...] = ()
+    uses: tuple[bool, ...] = ()
 
     def describe(self) -> str:
         pieces = f"{len(self.pieces)} chunk(s) {list(self.pieces)!r}"
@@ -93,6 +117,18 @@ class AgentPlan:
         }.get(self.form, self.form)
         extra = f", {self.delay:g} s apart" if self.delay else ""
         extra += ", with token usage" if self.usage else ""
+        return self._what(pieces, how, extra) + self._side_effects()
+
+    def _side_effects(self) -> str:
+        parts = []
+        if self.track:
+            parts.append(f"tracks credits {list(self.track)!r}")
+        if self.uses:
+            calls = ", ".join("ok" if ok else "raises" for ok in self.uses)
+            parts.append(f"calls a priced tool ({calls})")
+        return f" and {' and '.join(parts)}" if parts else ""
+
+    def _what(self, pieces: str, how: str, extra: str) -> str:
         if self.kind == "reply":
             return f"replies {self.pieces[0]!r} ({how}{extra})"
         if self.kind == "chunks":
@@ -116,21 +152,33 @@ class AgentPlan:
         return self.describe()
 
 
+ClientKind = Literal["read_all", "close_after", "never_read", "vanish", "lost_at_end", "steps"]
+
+
 @dataclass(frozen=True)
 class ClientPlan:
     """What the client does: reads everything; closes after `frames` body frames (0: as
     soon as the server read the request); never reads (the connection holds `buffer`
-    bytes before the server's writes block, then the client gives up); or hangs up before
-    the server reads the body ("vanish"); or "steps": a state machine drives it. With `slow_writes` (ASGI driver only) every send
-    waits one event-loop turn, as on servers that queue their writes."""
+    bytes before the server's writes block, then the client gives up); hangs up before
+    the server reads the body ("vanish"); reads everything but hangs up while the last
+    frame is being sent ("lost_at_end"); or "steps": a state machine drives it. With
+    `slow_writes` (ASGI driver only) every send waits one event-loop turn, as on servers
+    that queue their writes. With `host_cancels` the server hosting the app cancels the
+    request's task once the client has closed its end (as some ASGI servers do).
+    """
 
-    kind: Literal["read_all", "close_after", "never_read", "vanish", "steps"] = "read_all"
+    kind: ClientKind = "read_all"
     frames: int = 0
     buffer: int = 0
     slow_writes: bool = False
+    host_cancels: bool = False
 
     def describe(self) -> str:
         slow = " over a connection where each write waits a loop turn" if self.slow_writes else ""
+        host = "; the host then cancels the request" if self.host_cancels else ""
+        return self._what(slow) + host
+
+    def _what(self, slow: str) -> str:
         if self.kind == "close_after":
             if self.frames == 0:
                 return f"closes the connection once the server read the request{slow}"
@@ -139,6 +187,8 @@ class ClientPlan:
             return f"never reads (the connection holds {self.buffer} bytes){slow}"
         if self.kind == "vanish":
             return "hangs up before the server reads the body"
+        if self.kind == "lost_at_end":
+            return f"reads all but the last frame and hangs up while it is sent{slow}"
         if self.kind == "steps":
             return "reads and hangs up as the machine's steps say"
         return f"reads the whole answer{slow}"
@@ -155,7 +205,8 @@ class Scenario:
 
     `route`: "static", "dynamic" (a resolver accepts the name) or "unknown" (no resolver
     does: 404). `sync_handler` serves it through a sync handler (and, when dynamic, a sync
-    resolver). `bad_body` sends invalid JSON (422).
+    resolver). `bad_body` sends invalid JSON (422). `priced` serves a static agent whose
+    handler is priced with `@pricing` per request and per token.
     """
 
     agent: AgentPlan = field(default_factory=AgentPlan)
@@ -167,13 +218,15 @@ class Scenario:
     route: Route = "static"
     sync_handler: bool = False
     bad_body: bool = False
+    priced: bool = False
 
     def describe(self) -> str:
         kind = "streamed" if self.stream else "non-streamed"
         usage = " with include_usage" if self.include_usage else ""
         sync = "sync" if self.sync_handler else "async"
         if self.route == "static":
-            where = f"a static agent ({sync} handler)"
+            price = "priced " if self.priced else ""
+            where = f"a {price}static agent ({sync} handler)"
         elif self.route == "dynamic":
             where = f"a dynamic agent ({sync} resolver and handler)"
         else:
@@ -236,7 +289,7 @@ _TOOLS = st.lists(
 
 _DELAYS = st.sampled_from([0.0, 0.0, 0.001, 0.004])
 
-_ROUTES: tuple[Route, ...] = ("static", "dynamic") * 4 + ("unknown",)
+ROUTES: tuple[Route, ...] = ("static", "dynamic") * 4 + ("unknown",)
 ALL_KINDS: tuple[AgentKind, ...] = (
     "reply",
     "chunks",
@@ -248,32 +301,37 @@ ALL_KINDS: tuple[AgentKind, ...] = (
 
 
 _WEIGHTS = {"reply": 2, "chunks": 3, "raise_after": 2, "gated": 1}
+_CREDITS = st.sampled_from([0.5, 1, 2.25])
 
 
 @st.composite
 def agent_plans(draw: st.DrawFn, kinds: Sequence[AgentKind] = ALL_KINDS) -> AgentPlan:
-    """An agent behaviour of one of `kinds` (gated needs a driver that releases pieces)."""
+    """An agent behaviour of one of `kinds` (gated needs a driver that releases pieces),
+    with credits it tracks and priced tool calls it makes on the way."""
     weighted = [k for k in kinds for _ in range(_WEIGHTS.get(k, 1))]
-    kind = draw(st.sampled_from(weighted))
+    plan = _answer_plan(draw, draw(st.sampled_from(weighted)))
+    track = tuple(draw(st.lists(_CREDITS, max_size=2)))
+    uses = tuple(draw(st.lists(st.sampled_from([True, True, False]), max_size=2)))
+    return replace(plan, track=track, uses=uses)
+
+
+def _answer_plan(draw: st.DrawFn, kind: AgentKind) -> AgentPlan:
     if kind == "reply":
         form = draw(st.sampled_from(["str", "message", "completion"]))
         usage = form == "completion" and draw(st.booleans())
         return AgentPlan(kind, (draw(_TEXT),), form, usage=usage)
-    if kind == "chunks":
+    if kind in ("chunks", "raise_after"):
         form = draw(st.sampled_from(["async_gen", "events", "sync_gen"]))
         delay = 0.0 if form == "sync_gen" else draw(_DELAYS)
-        usage = form == "events" and draw(st.booleans())
-        return AgentPlan(kind, draw(_pieces(0, 5)), form, delay=delay, usage=usage)
+        usage = kind == "chunks" and form == "events" and draw(st.booleans())
+        low = 0 if kind == "chunks" else 1
+        return AgentPlan(kind, draw(_pieces(low, 5)), form, delay=delay, usage=usage)
     if kind == "gated":
         return AgentPlan(kind, draw(_pieces(1, 4)), "async_gen")
     if kind == "raise_before":
         return AgentPlan(
             kind, (), draw(st.sampled_from(["call", "async_gen", "sync_gen", "events"]))
         )
-    if kind == "raise_after":
-        form = draw(st.sampled_from(["async_gen", "events", "sync_gen"]))
-        delay = 0.0 if form == "sync_gen" else draw(_DELAYS)
-        return AgentPlan(kind, draw(_pieces(1, 4)), form, delay=delay)
     if kind == "unsupported":
         form = draw(st.sampled_from(list(_UNSUPPORTED_TYPES)))
         pieces = draw(_pieces(1, 3)) if form == "stream_item" else ()
@@ -284,9 +342,10 @@ def agent_plans(draw: st.DrawFn, kinds: Sequence[AgentKind] = ALL_KINDS) -> Agen
 
 
 def hook_plans(kind: Literal["before", "finalize"]) -> st.SearchStrategy[HookPlan]:
-    """A before hook (returns, raises, or rejects with 401/402/403/429) or a finalize hook
-    (returns or raises), sync or async."""
-    actions = ["ok"] * 10 + ["raise"] + (["reject"] if kind == "before" else ["raise"])
+    """A before hook (returns, waits, raises, or rejects with 401/402/403/429) or a
+    finalize hook (returns, waits or raises), sync or async."""
+    actions = ["ok"] * 7 + ["await"] * 3 + ["raise"]
+    actions += ["reject"] if kind == "before" else ["raise"]
     return st.builds(
         HookPlan,
         sync=st.booleans(),
@@ -295,20 +354,30 @@ def hook_plans(kind: Literal["before", "finalize"]) -> st.SearchStrategy[HookPla
     ).map(lambda h: h if h.action == "reject" else HookPlan(h.sync, h.action))
 
 
+_CLIENT_KINDS: tuple[ClientKind, ...] = (
+    *("read_all", "read_all", "read_all", "read_all"),
+    *("close_after", "close_after", "close_after"),
+    *("never_read", "never_read"),
+    *("vanish", "lost_at_end"),
+)
+
+
 @st.composite
 def client_plans(draw: st.DrawFn) -> ClientPlan:
-    """What the client does with the answer (mostly reads it all)."""
-    kinds = ["read_all"] * 4 + ["close_after"] * 3 + ["never_read"] * 2 + ["vanish"]
-    kind = draw(st.sampled_from(kinds))
+    """What the client does with the answer (mostly reads it all); now and then the host
+    cancels the request once the client has closed its end."""
+    kind = draw(st.sampled_from(_CLIENT_KINDS))
+    host = draw(st.sampled_from([False, False, False, True]))
     if kind == "vanish":
-        return ClientPlan("vanish")
+        return ClientPlan("vanish", host_cancels=host)
     slow = draw(st.booleans())
     if kind == "close_after":
-        return ClientPlan("close_after", frames=draw(st.integers(0, 5)), slow_writes=slow)
+        frames = draw(st.integers(0, 5))
+        return ClientPlan("close_after", frames=frames, slow_writes=slow, host_cancels=host)
     if kind == "never_read":
         buffer = draw(st.sampled_from([0, 150, 600, 5000]))
-        return ClientPlan("never_read", buffer=buffer, slow_writes=slow)
-    return ClientPlan(slow_writes=slow)
+        return ClientPlan("never_read", buffer=buffer, slow_writes=slow, host_cancels=host)
+    return ClientPlan(kind, slow_writes=slow, host_cancels=host)
 
 
 @st.composite
@@ -316,13 +385,13 @@ def scenarios(
     draw: st.DrawFn,
     agents: st.SearchStrategy[AgentPlan] | None = None,
     clients: st.SearchStrategy[ClientPlan] | None = None,
-    routes: Sequence[Route] = _ROUTES,
+    routes: Sequence[Route] = ROUTES,
     max_hooks: int = MAX_HOOKS,
 ) -> Scenario:
     """A request scenario: agent, stream/include_usage, client, hooks, route, body.
 
     `routes` are drawn uniformly (repeat one to weight it); at most `max_hooks` (<= 3)
-    hooks of each kind.
+    hooks of each kind; a static agent is priced one time in three.
     """
     if not 0 <= max_hooks <= MAX_HOOKS:
         raise ValueError(f"max_hooks must be between 0 and {MAX_HOOKS}, got {max_hooks}")
@@ -335,8 +404,9 @@ def scenarios(
     route = draw(st.sampled_from(list(routes)))
     sync_handler = route != "unknown" and draw(st.sampled_from([False, False, False, True]))
     bad_body = draw(st.sampled_from([False] * 15 + [True]))
+    priced = route == "static" and draw(st.sampled_from([False, False, True]))
     return Scenario(
-        agent, stream, include_usage, client, before, final, route, sync_handler, bad_body
+        agent, stream, include_usage, client, before, final, route, sync_handler, bad_body, priced
     )
 
 
@@ -379,7 +449,7 @@ class Expectation:
     content: str | None = None
     finish_reason: str | None = None
     tool_calls: tuple[tuple[str, str], ...] = ()
-    usage: Mapping[str, int] | None = None
+    usage: Mapping[str, int] | None = None  # JSON: in the body; streams: with include_usage
     error_event: bool = False  # the stream ends with an error event
     message_has: str | None = None  # text the error message must contain
     final_status: str | None = None  # StreamingWrapper status for a full read
@@ -387,22 +457,19 @@ class Expectation:
     resolver_runs: int = 0
     agent_runs: bool = False
     agent_fails: bool = False
+    agent_usage: Mapping[str, int] | None = None  # the token usage the agent reports
 
 
-def expect(s: Scenario, reject_hook_errors: bool = False) -> Expectation:
+HookErrors = Literal["reject", "continue"]
+
+
+def expect(s: Scenario, hook_errors: HookErrors = "reject") -> Expectation:
     """The expected outcome of `s` for a client that reads everything.
 
-    A before hook that raises (not `HTTPException`) is logged and skipped, unless the
-    server was built with `hook_errors="reject"` (`reject_hook_errors`): then it is a 500.
+    `hook_errors` says what a before hook that raises (not an HTTPException) does: "reject"
+    the request with a 500, or "continue" it (the error is only logged).
     """
-    before_runs: list[int] = []
-    failing: HookPlan | None = None
-    for hook in s.before:
-        before_runs.append(0 if failing else 1)
-        stops = hook.action == "reject" or (hook.action == "raise" and reject_hook_errors)
-        if failing is None and stops:
-            failing = hook
-    runs = tuple(before_runs)
+    runs, failing = _before_runs(s.before, hook_errors)
     if failing is not None:
         status = 500 if failing.action == "raise" else failing.status
         return Expectation(status, False, before_runs=runs)
@@ -412,37 +479,50 @@ def expect(s: Scenario, reject_hook_errors: bool = False) -> Expectation:
     if s.bad_body:
         return Expectation(422, False, before_runs=runs, resolver_runs=resolver)
     a = s.agent
-    base: dict[str, Any] = {"before_runs": runs, "resolver_runs": resolver, "agent_runs": True}
     usage = USAGE if a.usage else None
+    base: dict[str, Any] = {
+        "before_runs": runs,
+        "resolver_runs": resolver,
+        "agent_runs": True,
+        "agent_usage": usage,
+    }
     if a.kind in ("reply", "chunks", "gated", "tool_calls"):
         tools = a.tools if a.kind == "tool_calls" else ()
         content: str | None = "".join(a.pieces) if a.kind != "tool_calls" else None
         finish = "tool_calls" if tools else "stop"
         if s.stream:
+            asked = usage if s.include_usage else None
             return Expectation(
-                200,
-                True,
-                content or "",
-                finish,
-                tools,
-                usage,  # on the usage chunk with include_usage, else on the finish chunk
-                final_status="completed",
-                **base,
+                200, True, content or "", finish, tools, asked, final_status="completed", **base
             )
         return Expectation(200, False, content, finish, tools, usage, **base)
+    return _failure(s, base)
+
+
+def _before_runs(
+    hooks: Sequence[HookPlan], hook_errors: HookErrors
+) -> tuple[tuple[int, ...], HookPlan | None]:
+    """How often each before hook runs, and the hook that stops the request (if any)."""
+    runs: list[int] = []
+    failing: HookPlan | None = None
+    for hook in hooks:
+        runs.append(0 if failing else 1)
+        stops = hook.action == "reject" or (hook.action == "raise" and hook_errors == "reject")
+        if failing is None and stops:
+            failing = hook
+    return tuple(runs), failing
+
+
+def _failure(s: Scenario, base: dict[str, Any]) -> Expectation:
+    """An agent that raises or returns something robutler cannot serve."""
+    a = s.agent
     unsupported = a.kind == "unsupported"
     message_has = repr(_UNSUPPORTED_TYPES[a.form]) if unsupported else None
     midstream = a.kind == "raise_after" or (unsupported and a.form == "stream_item")
+    base = {**base, "agent_fails": True, "message_has": message_has}
     if s.stream and midstream:
+        content = "".join(a.pieces)
         return Expectation(
-            200,
-            True,
-            "".join(a.pieces),
-            None,
-            error_event=True,
-            message_has=message_has,
-            final_status="failed",
-            agent_fails=True,
-            **base,
+            200, True, content, None, error_event=True, final_status="failed", **base
         )
-    return Expectation(500, False, message_has=message_has, agent_fails=True, **base)
+    return Expectation(500, False, **base)

@@ -7,15 +7,12 @@ from typing import Any
 from .plans import Scenario
 from .probe import Probe, Trace
 
-# --------------------------------------------------------------------------------------
-# Targets: the app, or a factory of apps, with the probe installed
-
 
 def _is_server(app: Any) -> bool:
     return hasattr(app, "agent") and hasattr(app, "chat_handler")
 
 
-class _Target:
+class Target:
     """A user's server, or a factory of servers, with a probe on each one."""
 
     def __init__(self, app: Any, prefix: str) -> None:
@@ -48,8 +45,8 @@ def _probe_of(server: Any, prefix: str) -> Probe:
     return probe
 
 
-def _registered(probe: Probe, scenario: Scenario) -> Trace:
+def registered(probe: Probe, scenario: Scenario, driver: str) -> Trace:
     """A trace for a driver that does not advance gated agents: every piece is released."""
-    trace = probe.register(scenario)
+    trace = probe.register(scenario, driver)
     trace.release(len(scenario.agent.pieces))
     return trace

@@ -1,5 +1,6 @@
 """Lifecycle properties (robutler_testing.lifecycle) for robutler's own server, and meta-tests:
-the same properties catch deliberately broken servers.
+the same properties catch deliberately broken servers, one (at least) for each kind of bug
+they look for, each reported under the kind's name.
 
 The CI profile runs by default; `ROBUTLER_LIFECYCLE_PROFILE=deep` (what `nox -s lifecycle`
 sets) runs thousands of scenarios. The meta-tests always use the CI profile.
@@ -7,29 +8,56 @@ sets) runs thousands of scenarios. The meta-tests always use the CI profile.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from hypothesis import Phase
+from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from robutler.server import ServerBase, StreamingWrapper, context, endpoint, get_context
 from robutler.server.context import _current
 from robutler.server.endpoint import Exchange
+from robutler.server.lifecycle import Hooks
+from robutler.server.pricing import apply_request_charges
+from robutler_testing import lifecycle
 from robutler_testing.lifecycle import (
-    PROFILE_ENV,
+    LifecycleMachine,
+    LifecycleViolation,
+    agent_plans,
+    check_lifecycle,
+    lifecycle_settings,
+    request_batches,
+    scenarios,
+)
+from robutler_testing.lifecycle.checks import (
+    CHARGES,
+    CUT_SHORT,
+    HANG_UP,
+    LAST_BYTE,
+    OUTLIVED,
+    RUN_TWICE,
+)
+from robutler_testing.lifecycle.checks import (
+    SHARED as SHARED_USAGE,
+)
+from robutler_testing.lifecycle.plans import (
     AgentPlan,
     ClientPlan,
     HookPlan,
-    LifecycleMachine,
-    LifecycleViolation,
     RequestBatch,
     Scenario,
-    check_lifecycle,
     expect,
-    lifecycle_settings,
 )
+from robutler_testing.lifecycle.profiles import PROFILE_ENV
 
 META = lifecycle_settings("asgi", profile="ci", max_examples=60)
 # meta-tests on the live machine prove detection; shrinking replays would only add minutes
@@ -106,7 +134,7 @@ def test_an_app_instance_is_probed_once_and_can_be_checked_again() -> None:
     app = make_app()
     check_lifecycle(app, max_examples=15)
     check_lifecycle(app, max_examples=15)
-    assert len(app.static_agents) == 2  # the probe's static agents, installed once
+    assert len(app.static_agents) == 4  # the probe's static agents, installed once
 
 
 def test_without_the_api_key_the_report_says_what_to_do() -> None:
@@ -272,6 +300,293 @@ def test_the_live_check_catches_a_broken_server() -> None:
         )
 
 
+class LogHookErrors(Hooks):
+    """Before hooks whose errors are logged and the request goes on (only HTTPException
+    rejects): the other choice a server may make for a crashing hook."""
+
+    async def run_before(self, state: Any) -> None:
+        for hook in self.before:
+            try:
+                await hook(state, state.request)
+            except HTTPException:
+                raise
+            except Exception:
+                logging.getLogger("robutler").exception("before_request hook failed")
+
+
+def test_the_properties_accept_a_server_whose_hook_errors_are_only_logged() -> None:
+    batches = request_batches(
+        scenarios(routes=("static", "dynamic")).filter(
+            lambda s: any(h.action == "raise" for h in s.before)
+        )
+    )
+    check_lifecycle(with_hooks(LogHookErrors), batches=batches, max_examples=25)
+
+
+# one deliberately broken server for each kind of bug ----------------------------------
+#
+# Each is built here, in the test, from the server's public parts: its Hooks object (a
+# subclass swapped in), or its ASGI entry point (ServerBase.__call__) wrapped.
+
+logger = logging.getLogger("tests.broken")
+
+
+class UnshieldedFinalize(Hooks):
+    """Runs finalize hooks in the request's own task: a cancellation cuts them short."""
+
+    async def run_finalize(self, state: Any, response: Any) -> None:
+        for hook in self.finalize:
+            try:
+                await hook(state, state.request, response)
+            except Exception:
+                logger.debug("finalize hook failed", exc_info=True)
+
+
+class RetryingHooks(Hooks):
+    """Gives a hook that raised a second chance: it runs twice."""
+
+    async def run_before(self, state: Any) -> None:
+        for hook in self.before:
+            try:
+                await hook(state, state.request)
+            except Exception:
+                await hook(state, state.request)
+
+    async def run_finalize(self, state: Any, response: Any) -> None:
+        for hook in self.finalize:
+            try:
+                await hook(state, state.request, response)
+            except Exception:
+                try:
+                    await hook(state, state.request, response)
+                except Exception:
+                    logger.debug("finalize hook failed twice", exc_info=True)
+
+
+class ChargesEveryStream(Hooks):
+    """Settles @pricing charges for every stream, completed or not."""
+
+    async def run_finalize(self, state: Any, response: Any) -> None:
+        if isinstance(response, StreamingWrapper) and not response.completed:
+            apply_request_charges(state, True)
+        await super().run_finalize(state, response)
+
+
+class PlaceholderForJSON(Hooks):
+    """Hands finalize an empty 200 instead of the JSON answer the client got."""
+
+    async def run_finalize(self, state: Any, response: Any) -> None:
+        if not isinstance(response, StreamingWrapper) and response.status_code == 200:
+            response = Response(status_code=200)
+        await super().run_finalize(state, response)
+
+
+def with_hooks(hooks: type[Hooks]) -> Callable[[], ServerBase]:
+    """A factory of servers whose hooks behave like `hooks`."""
+
+    def factory() -> ServerBase:
+        app = make_app()
+        app.hooks.__class__ = hooks
+        return app
+
+    return factory
+
+
+class _Wrapped(ServerBase):
+    """A server whose chat requests go through `wrap(receive, send)` first."""
+
+    def wrap(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        return receive, send
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            receive, send = self.wrap(receive, send)
+        await super().__call__(scope, receive, send)
+
+
+class NeverHearsTheClientLeave(_Wrapped):
+    """Hides http.disconnect from robutler: the agent works on for a client that left."""
+
+    def wrap(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        read = False
+
+        async def deaf() -> Message:
+            nonlocal read
+            if read:
+                await asyncio.Event().wait()  # only a cancellation ends this
+            message = await receive()
+            read = message["type"] == "http.request" and not message.get("more_body", False)
+            return message
+
+        return deaf, send
+
+
+_final_given: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "final_given", default=None
+)
+
+
+class TrustsTheLastSend(_Wrapped):
+    """Calls a stream completed once its last frame was given to the server, even when
+    the client was gone before it got there."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        run = self.hooks.run_finalize
+
+        async def run_finalize(state: Any, response: Any) -> None:
+            given = _final_given.get()
+            if isinstance(response, StreamingWrapper) and response.disconnected and given:
+                response.status = "completed"
+            await run(state, response)
+
+        self.hooks.run_finalize = run_finalize  # type: ignore[method-assign]
+
+    def wrap(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        given: list[bool] = []
+        _final_given.set(given)
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                given.append(True)
+            await send(message)
+
+        return receive, noting
+
+
+class OneUsageForAll(ServerBase):
+    """Keeps every request's usage in one dict (a cache that was meant to be per user)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        shared: dict[str, Any] = {"total_credits": 0, "records": []}
+
+        @self.agent.before_request
+        def one_usage(request: Any, context: Any = None) -> None:
+            context.usage = shared
+
+
+class HangUpIsAFailure(_Wrapped):
+    """Reads the request like a strict body parser: a client that left is an error."""
+
+    def wrap(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        async def strict() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RuntimeError("the connection was lost")
+            return message
+
+        return strict, send
+
+
+def _server(cls: type[ServerBase]) -> Callable[[], ServerBase]:
+    return lambda: cls(title="broken")
+
+
+# stop at the first counterexample: these tests show detection, not the smallest case
+FIRST = {"phases": [Phase.explicit, Phase.generate], "report_multiple_bugs": False}
+KINDS = [
+    (with_hooks(UnshieldedFinalize), CUT_SHORT),
+    (with_hooks(RetryingHooks), RUN_TWICE),
+    (_server(NeverHearsTheClientLeave), OUTLIVED),
+    (_server(OneUsageForAll), SHARED_USAGE),
+    (with_hooks(ChargesEveryStream), CHARGES),
+    (_server(TrustsTheLastSend), LAST_BYTE),
+    (with_hooks(PlaceholderForJSON), LAST_BYTE),
+    (_server(HangUpIsAFailure), HANG_UP),
+]
+KIND_IDS = [
+    "finalize-cut-short",
+    "hook-run-twice",
+    "work-outlives-client",
+    "usage-shared",
+    "charges",
+    "last-byte-stream",
+    "last-byte-json",
+    "hang-up",
+]
+
+
+@pytest.mark.parametrize(("factory", "kind"), KINDS, ids=KIND_IDS)
+def test_each_kind_of_bug_is_caught_and_named(factory: Callable[[], ServerBase], kind: str) -> None:
+    settings = lifecycle_settings("asgi", profile="ci", max_examples=150, **FIRST)
+    with pytest.raises(LifecycleViolation) as caught:
+        check_lifecycle(factory, settings=settings)
+    assert f"* {kind}: " in str(caught.value)
+
+
+def _live(**kwargs: Any) -> st.SearchStrategy[RequestBatch]:
+    return request_batches(scenarios(routes=("static",), **kwargs), max_requests=1)
+
+
+_WAITING_FINALIZE = st.just((HookPlan(action="await"),))
+LIVE_KINDS = [
+    # the host cancels while an awaiting finalize hook runs
+    (
+        with_hooks(UnshieldedFinalize),
+        CUT_SHORT,
+        _live(clients=st.just(ClientPlan("read_all", host_cancels=True))).map(
+            lambda b: RequestBatch(
+                tuple(replace(s, finalize=(HookPlan(action="await"),)) for s in b.scenarios)
+            )
+        ),
+    ),
+    # the client leaves mid-stream: a stream that goes on outlives it
+    (
+        _server(NeverHearsTheClientLeave),
+        OUTLIVED,
+        _live(
+            agents=agent_plans(["chunks"]).filter(
+                lambda a: a.form != "sync_gen" and len(a.pieces) > 2
+            ),
+            clients=st.just(ClientPlan("close_after", frames=1)),
+        ).map(lambda b: RequestBatch(tuple(replace(s, stream=True) for s in b.scenarios))),
+    ),
+    # the client is lost while the last frame is sent
+    (
+        _server(TrustsTheLastSend),
+        LAST_BYTE,
+        _live(agents=agent_plans(["chunks"]), clients=st.just(ClientPlan("lost_at_end"))).map(
+            lambda b: RequestBatch(tuple(replace(s, stream=True) for s in b.scenarios))
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("factory", "kind", "batches"),
+    LIVE_KINDS,
+    ids=["finalize-cut-short", "work-outlives-client", "last-byte-stream"],
+)
+def test_the_live_driver_reaches_the_kinds_a_real_disconnect_causes(
+    factory: Callable[[], ServerBase], kind: str, batches: st.SearchStrategy[RequestBatch]
+) -> None:
+    settings = lifecycle_settings("live", profile="ci", max_examples=10, **FIRST)
+    with pytest.raises(LifecycleViolation) as caught:
+        check_lifecycle(factory, live=True, settings=settings, batches=batches)
+    assert f"* {kind}: " in str(caught.value)
+
+
+def test_the_strategies_are_public_and_compose() -> None:
+    assert set(lifecycle.__all__) == {
+        "LifecycleMachine",
+        "LifecycleViolation",
+        "agent_plans",
+        "check_lifecycle",
+        "client_plans",
+        "hook_plans",
+        "lifecycle_settings",
+        "machine_scenarios",
+        "request_batches",
+        "scenarios",
+    }
+    # a user narrows the scenarios: priced streams whose client leaves after one frame
+    batches = request_batches(
+        scenarios(agents=agent_plans(["chunks"]), clients=st.just(ClientPlan("close_after", 1)))
+    )
+    check_lifecycle(make_app, batches=batches, max_examples=10)
+
+
 # the pieces --------------------------------------------------------------------------
 
 
@@ -316,9 +631,16 @@ def test_scenarios_read_as_plain_words() -> None:
         (Scenario(AgentPlan("unsupported", (), "int"), stream=True), 500, False, None, ()),
         (
             Scenario(before=(HookPlan(), HookPlan(action="raise"), HookPlan())),
-            200,
+            500,
             False,
             None,
+            (1, 1, 0),
+        ),
+        (
+            Scenario(before=(HookPlan(), HookPlan(action="raise"), HookPlan())),
+            200,
+            False,
+            "continue",
             (1, 1, 1),
         ),
         (Scenario(before=(HookPlan(action="reject", status=429),)), 429, False, None, (1,)),
@@ -329,7 +651,11 @@ def test_scenarios_read_as_plain_words() -> None:
 def test_what_a_scenario_should_produce(
     scenario: Scenario, status: int, streamed: bool, final: str | None, before_runs: tuple[int, ...]
 ) -> None:
-    e = expect(scenario)
+    if final == "continue":  # a server whose before hook errors are only logged
+        e = expect(scenario, "continue")
+        final = None
+    else:
+        e = expect(scenario)
     assert (e.status, e.streamed, e.final_status, e.before_runs) == (
         status,
         streamed,
@@ -340,8 +666,10 @@ def test_what_a_scenario_should_produce(
 
 def test_a_crashing_before_hook_stops_the_request_only_when_the_server_rejects() -> None:
     scenario = Scenario(before=(HookPlan(), HookPlan(action="raise"), HookPlan()))
-    e = expect(scenario, reject_hook_errors=True)
+    e = expect(scenario, "reject")
     assert (e.status, e.before_runs, e.agent_runs) == (500, (1, 1, 0), False)
+    e = expect(scenario, "continue")
+    assert (e.status, e.before_runs, e.agent_runs) == (200, (1, 1, 1), True)
 
 
 def test_profiles_ci_by_default_deep_by_env(monkeypatch: pytest.MonkeyPatch) -> None:

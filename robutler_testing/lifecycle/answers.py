@@ -1,0 +1,209 @@
+"""What the client read, checked against what its scenario should produce."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .plans import Expectation
+from .probe import Trace
+
+
+@dataclass
+class ClientView:
+    """What the client got: status, headers, body bytes; whether it read the whole answer
+    (`complete`) or went away before its end (`left`)."""
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    complete: bool = False
+    left: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Folded:
+    """The `data:` events of an SSE body, folded into what they say."""
+
+    content: str = ""
+    finish: str | None = None
+    tools: dict[int, list[str]] = field(default_factory=dict)
+    usage: Any = None
+    usage_count: int = 0
+    error: Any = None
+    done: bool = False
+    ids: set[str] = field(default_factory=set)
+
+
+def fold_sse(body: bytes, problems: list[str]) -> Folded:
+    """Fold the complete `data:` events of an SSE body (problems go to `problems`)."""
+    out = Folded()
+    blocks = body.decode("utf-8", "replace").split("\n\n")[:-1]
+    for i, block in enumerate(blocks):
+        if out.done:
+            problems.append(f"event {i} comes after data: [DONE]")
+            break
+        if not block.startswith("data: "):
+            problems.append(f"event {i} is not a data event: {block[:60]!r}")
+            continue
+        payload = block[len("data: ") :]
+        if payload == "[DONE]":
+            out.done = True
+            continue
+        try:
+            event = json.loads(payload)
+        except ValueError:
+            problems.append(f"event {i} is not JSON: {payload[:60]!r}")
+            continue
+        _fold_event(out, event)
+    return out
+
+
+def _fold_event(out: Folded, event: dict[str, Any]) -> None:
+    if "error" in event:
+        out.error = event["error"]
+        return
+    if event.get("id"):
+        out.ids.add(event["id"])
+    if event.get("usage"):
+        out.usage = event["usage"]
+        out.usage_count += 1
+    for choice in event.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            out.content += delta["content"]
+        for call in delta.get("tool_calls") or ():
+            slot = out.tools.setdefault(call.get("index", 0), ["", ""])
+            fn = call.get("function") or {}
+            slot[0] += fn.get("name") or ""
+            slot[1] += fn.get("arguments") or ""
+        if choice.get("finish_reason"):
+            out.finish = choice["finish_reason"]
+
+
+def answer_problems(trace: Trace, e: Expectation, client: ClientView, validate: bool) -> list[str]:
+    """The whole answer the client read matches the scenario."""
+    if client.status != e.status:
+        return [f"expected HTTP {e.status}, got {client.status}: {client.body[:200]!r}"]
+    out = _request_id(trace, client)
+    if e.status != 200:
+        return out + _error_answer(trace, e, client)
+    if not e.streamed:
+        return out + _json_answer(e, client, validate)
+    return out + _stream_answer(trace, e, client, validate)
+
+
+def _request_id(trace: Trace, client: ClientView) -> list[str]:
+    ctx = trace.finalize[0].ctx if trace.finalize else None
+    rid = client.headers.get("x-request-id")
+    if ctx is not None and rid != getattr(ctx, "request_id", None):
+        return [f"x-request-id {rid!r} is not the request id of finalize's context"]
+    return []
+
+
+def _error_answer(trace: Trace, e: Expectation, client: ClientView) -> list[str]:
+    try:
+        err = json.loads(client.body)["error"]
+        assert isinstance(err["message"], str) and "type" in err and "code" in err
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return [f"the error body is not OpenAI-shaped: {client.body[:200]!r}"]
+    out = []
+    if e.message_has and e.message_has not in err["message"]:
+        out.append(f"the error message does not name {e.message_has}: {err['message']!r}")
+    failing = next((h for h in trace.scenario.before if h.action == "reject"), None)
+    if failing is not None and e.status == failing.status:
+        want = f"rejected by before hook {trace.scenario.before.index(failing) + 1}"
+        if err["message"] != want:
+            out.append(f"the rejection message is {err['message']!r}, not {want!r}")
+    return out
+
+
+def _json_answer(e: Expectation, client: ClientView, validate: bool) -> list[str]:
+    try:
+        body = json.loads(client.body)
+        choice = body["choices"][0]
+        message = choice["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return [f"not a chat.completion: {client.body[:200]!r}"]
+    calls = tuple(
+        (c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls") or ()
+    )
+    out = _differences(
+        ("content", message.get("content"), e.content),
+        ("finish_reason", choice.get("finish_reason"), e.finish_reason),
+        ("tool calls", calls, e.tool_calls),
+        ("usage", body.get("usage"), e.usage),
+    )
+    if validate and not out:
+        out += _validated(lambda v: v.validate_completion(client.body))
+    return out
+
+
+def _stream_answer(trace: Trace, e: Expectation, client: ClientView, validate: bool) -> list[str]:
+    out: list[str] = []
+    folded = fold_sse(client.body, out)
+    if not folded.done:
+        out.append("the stream does not end with data: [DONE]")
+    if folded.content != e.content:
+        out.append(f"streamed content {folded.content!r}, expected {e.content!r}")
+    if e.error_event:
+        if folded.error is None:
+            out.append("the stream failed but sent no error event")
+        elif e.message_has and e.message_has not in str(folded.error.get("message")):
+            out.append(f"the error event does not name {e.message_has}: {folded.error!r}")
+        return out
+    if folded.error is not None:
+        out.append(f"unexpected error event {folded.error!r}")
+    calls = tuple((v[0], v[1]) for _, v in sorted(folded.tools.items()))
+    out += _differences(
+        ("finish_reason", folded.finish, e.finish_reason),
+        ("streamed tool calls", calls, e.tool_calls),
+    )
+    out += _stream_usage(trace, e, folded)
+    if len(folded.ids) > 1:
+        out.append(f"the chunks carry {len(folded.ids)} different ids")
+    if validate and not out:
+        asked = trace.scenario.include_usage and e.agent_usage is not None
+        expect_usage = True if asked else (False if e.agent_usage is None else None)
+        out += _validated(lambda v: v.validate_stream(client.body, expect_usage=expect_usage))
+    return out
+
+
+def _stream_usage(trace: Trace, e: Expectation, folded: Folded) -> list[str]:
+    """Usage the agent gave is streamed once: on the usage chunk when the client asked
+    (include_usage), otherwise on the finish chunk or not at all; never invented."""
+    out = []
+    if trace.scenario.include_usage and folded.usage != e.agent_usage:
+        out.append(f"usage chunk {folded.usage!r}, expected {e.agent_usage!r}")
+    elif folded.usage not in (None, e.agent_usage):
+        out.append(f"the stream reports usage {folded.usage!r}, the agent gave {e.agent_usage!r}")
+    if folded.usage_count > 1:
+        out.append(f"the stream reports usage {folded.usage_count} times")
+    return out
+
+
+def _differences(*pairs: tuple[str, Any, Any]) -> list[str]:
+    return [f"{what} {got!r}, expected {want!r}" for what, got, want in pairs if got != want]
+
+
+def _validated(run: Callable[[Any], Any]) -> list[str]:
+    from .. import validators
+
+    try:
+        run(validators)
+    except validators.ConformanceError as exc:
+        return [str(exc)]
+    return []
+
+
+def prefix_problems(trace: Trace, e: Expectation, client: ClientView) -> list[str]:
+    """A client that left early got a prefix of what a full read would give."""
+    if client.status != 200 or not e.streamed or not client.body:
+        return []
+    folded = fold_sse(client.body, [])
+    if e.content is not None and not e.content.startswith(folded.content):
+        return [f"streamed {folded.content!r}, not a prefix of {e.content!r}"]
+    return []
