@@ -645,7 +645,7 @@ SDK_CALLS: list[str] = []
 def test_an_agents_sdk_run_with_a_tool_through_the_responses_api(stream: bool) -> None:
     from agents import Agent, function_tool
 
-    from robutler_testing import mock_openai
+    from robutler_testing.mock_openai import mock_openai
 
     @function_tool
     def get_weather(city: str) -> str:
