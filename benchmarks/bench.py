@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.client import request_body
+from benchmarks.client import RESPONSES_PATH, request_body, responses_body
 from benchmarks.harness import (
     APPS,
     HERE,
@@ -64,6 +64,14 @@ THROUGHPUT = (
     ("stream10k_chunks_s", 4, LONG_STREAM, True, "stream10k_cpu_ns"),
 )
 
+# The Responses API through robutler's /v1 front door, next to the chat workload it mirrors:
+# (workload, connections, chunks, stream, its server-CPU figure, the chat workload)
+RESPONSES = (
+    ("responses_json_rps", 32, NON_STREAM_CHUNKS, False, "responses_json_cpu_us", "nonstream_rps"),
+    ("responses_stream100_rps", 16, SHORT_STREAM, True, "responses_stream100_cpu_us", "stream100_rps"),
+)  # fmt: skip
+ROBUTLER_APPS = ("c", "c0")
+
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -103,8 +111,38 @@ def validate(servers: dict[str, Server], cores: Cores) -> dict[str, Any]:
                 raise SystemExit(f"{key} answers {label} differently from the other apps")
             reference.setdefault(label, shape)
             entry[label] = {"payload_bytes": len(payload.encode()), "wire_bytes": got["wire_bytes"]}
+        if key in ROBUTLER_APPS:
+            validate_responses(key, server, cores, reference)
         sizes[key] = entry
     return sizes
+
+
+def validate_responses(key: str, server: Server, cores: Cores, reference: dict[str, Any]) -> None:
+    """The Responses API answers carry the same text as the chat answers."""
+    for label, chunks, stream, chat in (
+        ("responses-json", NON_STREAM_CHUNKS, False, "json"),
+        ("responses-stream100", SHORT_STREAM, True, "stream100"),
+    ):
+        args = ["fetch", "--responses", "--port", str(server.port), "--chunks", str(chunks)]
+        got = run_client(cores, *args, *(["--stream"] if stream else []), timeout=120)
+        if got["status"] != 200:
+            raise SystemExit(f"{key}: status {got['status']} for {label}")
+        if stream:
+            events = [
+                json.loads(block.split("\ndata: ", 1)[1])
+                for block in got["payload"].split("\n\n")
+                if block.startswith("event: ")
+            ]
+            text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+            if events[-1]["type"] != "response.completed":
+                raise SystemExit(f"{key}: the {label} stream does not end with response.completed")
+            expected = reference[chat][1]
+        else:
+            answer = json.loads(got["payload"])
+            text = answer["output"][0]["content"][0]["text"]
+            expected = reference[chat][0]
+        if text != expected:
+            raise SystemExit(f"{key} answers {label} with other text than its chat answer")
 
 
 def rotate(items: list[Any], by: int) -> list[Any]:
@@ -188,6 +226,10 @@ def throughput(
     """
     names = [w[0] for w in THROUGHPUT] + [w[4] for w in THROUGHPUT]
     figures: dict[str, dict[str, list[float]]] = {n: {k: [] for k in servers} for n in names}
+    robutler = [k for k in servers if k in ROBUTLER_APPS]
+    for workload, _, _, _, cpu_figure, _ in RESPONSES:
+        figures[workload] = {k: [] for k in robutler}
+        figures[cpu_figure] = {k: [] for k in robutler}
     keys = list(servers)
     for round_ in range(plan.rounds):
         for workload, connections, chunks, stream, cpu_figure in THROUGHPUT:
@@ -213,6 +255,23 @@ def throughput(
                 figures[workload][key].append(value)
                 figures[cpu_figure][key].append(cpu)
                 line.append(f"{key}={value:,.0f}")
+            log(f"  round {round_ + 1}/{plan.rounds} {workload}: {' '.join(line)}")
+        for workload, connections, chunks, stream, cpu_figure, _ in RESPONSES:
+            line = []
+            for key in rotate(robutler, round_):
+                summary = run_wrk(
+                    servers[key],
+                    responses_body(chunks, stream),
+                    seconds=plan.seconds,
+                    connections=connections,
+                    path=RESPONSES_PATH,
+                )
+                if summary["errors"]:
+                    raise RuntimeError(f"{key} {workload}: wrk saw errors: {summary}")
+                done = summary["requests"]
+                figures[workload][key].append(done / summary["seconds"])
+                figures[cpu_figure][key].append(summary["server_cpu_s"] / done * 1e6)
+                line.append(f"{key}={done / summary['seconds']:,.0f}")
             log(f"  round {round_ + 1}/{plan.rounds} {workload}: {' '.join(line)}")
     return figures
 

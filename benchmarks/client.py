@@ -21,6 +21,7 @@ from typing import Any
 
 HOST = "127.0.0.1"
 PATH = "/bench/chat/completions"
+RESPONSES_PATH = "/v1/responses"  # robutler's front door: the agent named by `model`
 MAX_RESPONSE_BYTES = 1 << 30
 
 
@@ -35,10 +36,18 @@ def request_body(chunks: int, stream: bool, model: str = "bench-model") -> bytes
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def raw_request(body: bytes, *, close: bool) -> bytes:
+def responses_body(chunks: int, stream: bool) -> bytes:
+    """The same request in the Responses API: `input` names the number of chunks."""
+    body: dict[str, Any] = {"model": "bench", "input": str(chunks)}
+    if stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def raw_request(body: bytes, *, close: bool, path: str = PATH) -> bytes:
     """An HTTP/1.1 POST of `body` to the benchmark path."""
     head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
     )
     if close:
@@ -60,12 +69,12 @@ def dechunk(data: bytes) -> bytes:
     return bytes(out)
 
 
-def fetch(port: int, body: bytes, timeout: float = 120.0) -> dict[str, Any]:
+def fetch(port: int, body: bytes, timeout: float = 120.0, path: str = PATH) -> dict[str, Any]:
     """One request on a fresh connection, read to the end: status, sizes, payload."""
     deadline = time.monotonic() + timeout
     received = bytearray()
     with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(raw_request(body, close=True))
+        sock.sendall(raw_request(body, close=True, path=path))
         while time.monotonic() < deadline and len(received) < MAX_RESPONSE_BYTES:
             part = sock.recv(1 << 20)
             if not part:
@@ -165,12 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--chunks", type=int, default=100)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "--responses", action="store_true", help="fetch: POST /v1/responses instead"
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     if args.mode == "ttfb":
         result = ttfb(args.port, args.requests, args.chunks, timeout=args.timeout)
     elif args.mode == "drain":
         result = drain(args.port, args.chunks, timeout=args.timeout)
+    elif args.responses:
+        body = responses_body(args.chunks, args.stream)
+        result = fetch(args.port, body, timeout=args.timeout, path=RESPONSES_PATH)
     else:
         result = fetch(args.port, request_body(args.chunks, args.stream), timeout=args.timeout)
     json.dump(result, sys.stdout)

@@ -175,9 +175,11 @@ def run_wrk(
     connections: int,
     alt_body: bytes | None = None,
     stop_after: int = 0,
+    path: str = "/bench/chat/completions",
 ) -> dict[str, Any]:
     """One wrk run (one thread) against `server`; the JSON summary printed by wrk.lua."""
     env = dict(os.environ)
+    env["BENCH_PATH"] = path
     env["BENCH_BODY"] = body.decode()
     env["BENCH_BODY_ALT"] = alt_body.decode() if alt_body else ""
     env["BENCH_STOP_AFTER"] = str(stop_after)
@@ -191,7 +193,7 @@ def run_wrk(
         "30s",
         "-s",
         str(LUA),
-        f"http://{HOST}:{server.port}/bench/chat/completions",
+        f"http://{HOST}:{server.port}{path}",
     ]
     cpu_before = server.cpu()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -22,7 +22,15 @@ CPU_OF = {
     "stream100_rps": "stream100_cpu_us",
     "stream10k_chunks_s": "stream10k_cpu_ns",
 }
+# The Responses API rows (robutler only), each against the chat workload it mirrors.
+RESPONSES_FIGURES = (
+    ("responses_json_rps", "/v1/responses JSON, req/s", "nonstream_rps"),
+    ("responses_stream100_rps", "/v1/responses SSE stream of 100 deltas, req/s", "stream100_rps"),
+    ("responses_json_cpu_us", "server CPU per /v1/responses JSON, µs", "nonstream_cpu_us"),
+    ("responses_stream100_cpu_us", "server CPU per /v1/responses stream, µs", "stream100_cpu_us"),
+)
 MAX_HOOK_COST = 0.10
+MAX_RESPONSES_COST = 0.10
 MAX_GROWTH_MB = 10.0
 
 
@@ -61,6 +69,17 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "holds": cost <= MAX_HOOK_COST,
             }
         )
+    for figure, label, chat in RESPONSES_FIGURES[:2]:
+        if figure not in med:
+            continue
+        ratios = {k: med[figure][k] / med[chat][k] for k in ROBUTLER}
+        out.append(
+            {
+                "target": f"{label}: within {MAX_RESPONSES_COST:.0%} of its chat completions row",
+                "measured": f"c0 {ratios['c0']:.2f}x, c (hooks) {ratios['c']:.2f}x",
+                "holds": all(r >= 1 - MAX_RESPONSES_COST for r in ratios.values()),
+            }
+        )
     plan = result["plan"]
     for section, what in (
         ("memory_requests", f"RSS growth over {plan['rss_requests']:,} requests"),
@@ -88,6 +107,14 @@ def markdown(result: dict[str, Any]) -> str:
         values = med[figure]
         cells = [_cell(values[k], values["a"], values["b"]) for k in KEYS]
         suffix = "" if higher else " (lower is better)"
+        lines.append(f"| {label}{suffix} | " + " | ".join(cells) + " |")
+    for figure, label, chat in RESPONSES_FIGURES:
+        if figure not in med:
+            continue
+        cells = ["—", "—"] + [
+            f"{_num(med[figure][k])} ({med[figure][k] / med[chat][k]:.2f}x chat)" for k in ROBUTLER
+        ]
+        suffix = " (lower is better)" if "cpu" in figure else ""
         lines.append(f"| {label}{suffix} | " + " | ".join(cells) + " |")
     for section, label, peak in (
         ("memory_requests", f"RSS before → after {plan['rss_requests']:,} requests, MiB", "after_mb"),

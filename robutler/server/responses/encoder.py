@@ -175,13 +175,17 @@ class ResponsesEncoder:
         )
 
     def start(self) -> bytes:
-        """`response.created` and `response.in_progress`."""
+        """`response.created` and `response.in_progress` (the same snapshot, encoded once)."""
         if self.started:
             return b""
         self.started = True
-        snapshot = self._snapshot("in_progress", output=[])
-        return self._event("response.created", {"response": snapshot}) + self._event(
-            "response.in_progress", {"response": snapshot}
+        snapshot = encode(self._snapshot("in_progress", output=[]))
+        seq = self._seq
+        self._seq = seq + 2
+        return b"".join(
+            b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n'
+            % (kind, kind, seq + offset, snapshot)
+            for offset, kind in enumerate((b"response.created", b"response.in_progress"))
         )
 
     def opening(self) -> bytes:
@@ -194,7 +198,16 @@ class ResponsesEncoder:
     def item(self, item: Any) -> bytes | None:
         """Events for a stream item: a str delta or a chat.completion.chunk dict."""
         if isinstance(item, str):
-            return self.text(item) if item else None
+            message = self._message
+            if message is None or message.text_at < 0 or self.finish_reason is not None:
+                return self.text(item) if item else None
+            if not item:
+                return None
+            # the common case, a delta of the open text part: one frame, built in one step
+            seq = self._seq
+            self._seq = seq + 1
+            message.text.append(item)
+            return b"%b%d%b%b%b" % (_DELTA_HEAD, seq, message.prefix, encode(item), _DELTA_TAIL)
         if isinstance(item, Mapping):
             return self.chunk(item)
         raise UnsupportedResult(item, "streamed")
@@ -212,7 +225,7 @@ class ResponsesEncoder:
         seq = self._seq
         self._seq = seq + 1
         message.text.append(text)
-        return out + _DELTA_HEAD + str(seq).encode() + message.prefix + encode(text) + _DELTA_TAIL
+        return out + b"%b%d%b%b%b" % (_DELTA_HEAD, seq, message.prefix, encode(text), _DELTA_TAIL)
 
     def _open_text(self) -> bytes:
         """Open a message (if none is open) and its output_text part (if it has none)."""
