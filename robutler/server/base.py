@@ -367,12 +367,12 @@ class ServerBase(FastAPI):
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document plus the agent routes (built once, like FastAPI's)."""
         if self.openapi_schema is None:
-            from .openapi import add_agent_paths
+            from .openapi import add_agent_paths, add_responses_paths
 
-            schema = super().openapi()
-            self.openapi_schema = add_agent_paths(
-                schema, sorted(self.static_agents), self.api_keys is not None
-            )
+            names = sorted(self.static_agents)
+            secured = self.api_keys is not None
+            schema = add_agent_paths(super().openapi(), names, secured)
+            self.openapi_schema = add_responses_paths(schema, names, secured, self.openai_prefix)
         return self.openapi_schema
 
     def health_warnings(self) -> list[str]:

@@ -6,11 +6,12 @@ from typing import Any
 
 from .protocol import ChatCompletionRequest, ErrorBody
 
-__all__ = ["add_agent_paths"]
+__all__ = ["add_agent_paths", "add_responses_paths"]
 
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {
+        400: "An unsupported parameter, or an unknown previous_response_id",
         401: "Missing or wrong API key",
         404: "Unknown agent",
         405: "Method not allowed",
@@ -135,4 +136,147 @@ def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> 
                 **extra,
             }
         }
+    return schema
+
+
+def _json(description: str, stream: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+    if stream:
+        content["text/event-stream"] = {}
+    return {"description": description, "content": content}
+
+
+def _body(model: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+    }
+
+
+def _id_parameter(name: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _stored(prefix: str, tag: str, op: str, extra: dict[str, Any], auth: list[int]) -> dict:
+    return {
+        method: {
+            "summary": f"{verb} a stored response",
+            "operationId": f"{op}_{method}",
+            "parameters": _id_parameter("response_id"),
+            "responses": {
+                "200": _json("The response object" if method == "get" else "Deleted"),
+                **_error_responses(*auth, 404),
+            },
+            "tags": [tag],
+            **extra,
+        }
+        for method, verb in (("get", "Retrieve"), ("delete", "Delete"))
+    }
+
+
+def add_responses_paths(
+    schema: dict[str, Any], names: list[str], secured: bool, prefix: str | None
+) -> dict[str, Any]:
+    """Add each agent's Responses API routes and the front door under `prefix` to `schema`
+    (after `add_agent_paths`, whose components they use)."""
+    from .responses.request import ResponsesRequest
+
+    request = ResponsesRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema["components"]["schemas"]
+    components.update(request.pop("$defs", {}))
+    # What `parse_responses_request` checks of each tool: a string type, and a name for a
+    # function tool.
+    function_tool = {
+        "type": "object",
+        "required": ["type", "name"],
+        "properties": {"type": {"const": "function"}, "name": {"type": "string"}},
+    }
+    other_tool = {
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"type": "string", "not": {"const": "function"}}},
+    }
+    request["properties"]["tools"] = {
+        "anyOf": [
+            {"type": "array", "items": {"anyOf": [function_tool, other_tool]}},
+            {"type": "null"},
+        ]
+    }
+    components["ResponsesRequest"] = request
+    # Under the front door `model` names the agent, so it is required there.
+    for name in ("ChatCompletionRequest", "ResponsesRequest"):
+        routed = dict(components[name])
+        routed["required"] = sorted({*routed.get("required", []), "model"})
+        routed["properties"] = {**routed["properties"], "model": {"type": "string", "minLength": 1}}
+        components[f"Routed{name}"] = routed
+    extra: dict[str, Any] = {"security": [{"bearer": []}]} if secured else {}
+    auth = [401] if secured else []
+    created = {
+        "200": _json("A response object, or an SSE stream of Responses events", stream=True),
+        **_error_responses(*auth, 400, 404, 413, 422, 500),
+    }
+    paths = schema.setdefault("paths", {})
+    for name in names:
+        tag = f"agent {name}"
+        paths[f"/{name}/responses"] = {
+            "post": {
+                "summary": f"Responses API with agent {name}",
+                "operationId": f"responses_{name}",
+                "requestBody": _body("ResponsesRequest"),
+                "responses": created,
+                "tags": [tag],
+                **extra,
+            }
+        }
+        paths[f"/{name}/responses/{{response_id}}"] = _stored(
+            name, tag, f"stored_response_{name}", extra, auth
+        )
+    if prefix is None:
+        return schema
+    tag = f"OpenAI front door ({prefix})"
+    paths[f"{prefix}/models"] = {
+        "get": {
+            "summary": "Every agent, as an OpenAI models list",
+            "operationId": "front_door_models",
+            "responses": {"200": _json("An OpenAI models list"), **_error_responses(*auth)},
+            "tags": [tag],
+            **extra,
+        }
+    }
+    paths[f"{prefix}/models/{{model_id}}"] = {
+        "get": {
+            "summary": "An agent as an OpenAI model object",
+            "operationId": "front_door_model",
+            "parameters": _id_parameter("model_id"),
+            "responses": {"200": _json("An OpenAI model object"), **_error_responses(*auth, 404)},
+            "tags": [tag],
+            **extra,
+        }
+    }
+    paths[f"{prefix}/chat/completions"] = {
+        "post": {
+            "summary": "Chat completion with the agent named by model",
+            "operationId": "front_door_chat_completions",
+            "requestBody": _body("RoutedChatCompletionRequest"),
+            "responses": {
+                "200": _json("A chat.completion, or an SSE stream of chunks", stream=True),
+                **_error_responses(*auth, 404, 413, 422, 500),
+            },
+            "tags": [tag],
+            **extra,
+        }
+    }
+    paths[f"{prefix}/responses"] = {
+        "post": {
+            "summary": "Responses API with the agent named by model",
+            "operationId": "front_door_responses",
+            "requestBody": _body("RoutedResponsesRequest"),
+            "responses": created,
+            "tags": [tag],
+            **extra,
+        }
+    }
+    paths[f"{prefix}/responses/{{response_id}}"] = _stored(
+        prefix, tag, "front_door_stored_response", extra, auth
+    )
     return schema

@@ -33,8 +33,6 @@ __all__ = [
     "parse_responses_request",
 ]
 
-_Int = Annotated[int, BeforeValidator(_integral)]
-
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
@@ -59,9 +57,9 @@ class ResponsesRequest(_Open):
     metadata: dict[StrictStr, StrictStr] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_output_tokens: Annotated[_Int, Field(ge=1)] | None = None
-    max_tool_calls: Annotated[_Int, Field(ge=0)] | None = None
-    top_logprobs: Annotated[_Int, Field(ge=0, le=20)] | None = None
+    max_output_tokens: Annotated[int, Field(ge=1), BeforeValidator(_integral)] | None = None
+    max_tool_calls: Annotated[int, Field(ge=0), BeforeValidator(_integral)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20), BeforeValidator(_integral)] | None = None
     truncation: Literal["auto", "disabled"] | None = None
     text: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None
@@ -71,7 +69,7 @@ class ResponsesRequest(_Open):
     prompt_cache_key: StrictStr | None = None
     service_tier: StrictStr | None = None
     stream_options: dict[str, Any] | None = None
-    background: StrictBool | None = None
+    background: Literal[False] | None = None  # background responses are refused (400)
 
     _input_messages: list[dict[str, Any]] = PrivateAttr(default_factory=list)
     _echo: dict[str, Any] | None = PrivateAttr(default=None)
@@ -211,13 +209,17 @@ def parse_responses_request(
             422, f"The request body nests deeper than {max_depth} levels.", code="too_deeply_nested"
         )
     for name, why in _UNSUPPORTED.items():
-        if data.get(name) not in (None, False):
-            raise RequestError(
-                400,
-                f"Unsupported parameter '{name}': {why}.",
-                param=name,
-                code="unsupported_parameter",
-            )
+        value = data.get(name)
+        if value is None or value is False:
+            continue
+        if name == "background" and value is not True:
+            raise _bad("background", f"must be a boolean, got {_kind(value)}")
+        raise RequestError(
+            400,
+            f"Unsupported parameter '{name}': {why}.",
+            param=name,
+            code="unsupported_parameter",
+        )
     try:
         request = ResponsesRequest.model_validate(data)
     except ValidationError as exc:
