@@ -139,12 +139,13 @@ class AgentDecorator:
         )
 
     def before_request(self, fn: F) -> F:
-        """Run `fn(request)` before each chat-completion request; raise HTTPException to reject."""
+        """Run `fn(request)` before each agent request (chat or responses); raise HTTPException
+        to reject it."""
         self._server.hooks.add_before(fn)
         return fn
 
     def finalize_request(self, fn: F) -> F:
-        """Run `fn(request, response)` exactly once after each chat-completion request ends."""
+        """Run `fn(request, response)` exactly once after each agent request ends."""
         self._server.hooks.add_finalize(fn)
         return fn
 

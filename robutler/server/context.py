@@ -1,4 +1,4 @@
-"""The per-request context: one `RequestState` per chat-completion request.
+"""The per-request context: one `RequestState` per agent request (chat or responses).
 
 The state lives in a context variable, so the hooks, the agent, the stream generator,
 tasks they spawn and threads started through the threadpool all see the same object,
