@@ -21,7 +21,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def conformance(session: nox.Session) -> None:
-    """The official-client conformance suite; args after -- go to it (e.g. --base-url URL)."""
+    """The official-client conformance suite (robutler_testing.conformance); args after -- go
+    to it (e.g. --base-url URL --agent NAME)."""
     _install(session, ".[dev]")
     session.run("python", "-m", "pytest", "conformance", "-p", "no:cacheprovider", *session.posargs)
 
