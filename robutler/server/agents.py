@@ -149,11 +149,9 @@ class AgentSpec:
             data = await data
         return data
 
-    async def call(
-        self, messages: list[dict[str, Any]], stream: bool, state: RequestState, n: int = 1
-    ) -> Any:
+    async def call(self, messages: list[dict[str, Any]], stream: bool, state: RequestState) -> Any:
         """Run the handler for one request and return what it returned."""
-        kwargs: dict[str, Any] = {"n": n} if self.choices else {}
+        kwargs: dict[str, Any] = {"n": state.n} if self.choices else {}
         wants = self.wants
         if wants["stream"]:
             kwargs["stream"] = stream

@@ -291,7 +291,7 @@ class ChatHandler:
             )
             state.messages = data["messages"]
             state.stream = req.stream is True
-            n = req.n or 1
+            state.n = n = req.n or 1
             if n > 1 and not spec.choices:
                 raise RequestError(
                     400,
@@ -302,7 +302,7 @@ class ChatHandler:
                 )
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             model = spec.model or req.model or state.agent_name or "agent"
-            await self._run(state, spec, include_usage, model, scope, receive, send, outcome, n)
+            await self._run(state, spec, include_usage, model, scope, receive, send, outcome)
             return
         except ClientDisconnect as exc:
             state.error = exc
@@ -352,14 +352,13 @@ class ChatHandler:
         receive: Receive,
         send: Send,
         outcome: _Outcome,
-        n: int = 1,
     ) -> None:
         # The agent runs in this task. Its first step runs right away: an answer that is
         # complete before anything has to wait needs no watcher. Once it waits, a watcher
         # task cancels this task if the client leaves. (A watcher per request, even one
         # cancelled at once, keeps the request's objects alive past its end: under load
         # that alone triggers the garbage collector several times as often.)
-        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome, n)
+        coro = self._produce(state, spec, include_usage, model, scope, receive, send, outcome)
         try:
             pending = coro.send(None)
         except StopIteration:
@@ -399,11 +398,10 @@ class ChatHandler:
         receive: Receive,
         send: Send,
         outcome: _Outcome,
-        n: int = 1,
     ) -> None:
-        result = await spec.call(state.messages, state.stream, state, n)
+        result = await spec.call(state.messages, state.stream, state)
         if spec.choices:
-            result = n_choices(result, n)
+            result = n_choices(result, state.n)
         kind, value = classify(result)
         if kind == RESPONSE:
             await self._pass_through(value, scope, receive, send, outcome)
