@@ -67,7 +67,6 @@ def _install(session: nox.Session, spec: str) -> None:
 def fuzz(session: nox.Session) -> None:
     """Deep fuzzing: the Hypothesis request fuzzer and schemathesis on the OpenAPI document."""
     _install(session, ".[dev]")
-    session.install("schemathesis")
     examples = session.posargs[0] if session.posargs else "3000"
     session.run(
         "python",

@@ -914,6 +914,11 @@ class _NetworkGuard:
             f"blocked {request.method} {request.url}: mock_openai() only lets requests reach "
             "loopback hosts (point the client at upstream.base_url, or pass block_network=False)"
         )
+        if "respx" in sys.modules:
+            problem += (
+                "; to answer an httpx request with respx, mock it at the client: "
+                '@pytest.mark.respx(using="httpx") or respx.mock(using="httpx")'
+            )
         with self._lock:
             active = list(self._active)
         for mock in active:
