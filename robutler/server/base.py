@@ -290,7 +290,10 @@ class ServerBase(FastAPI):
 
             schema = super().openapi()
             self.openapi_schema = add_agent_paths(
-                schema, sorted(self.static_agents), self.api_keys is not None
+                schema,
+                sorted(self.static_agents),
+                self.api_keys is not None,
+                frozenset(name for name, spec in self.static_agents.items() if spec.choices),
             )
         return self.openapi_schema
 

@@ -304,6 +304,7 @@ class Exchange:
             parsed = await self.wire.parse(await state.request.body(), self)
             state.messages = parsed.messages
             state.stream = parsed.stream
+            state.n = parsed.n
             if parsed.n > 1 and not spec.choices:
                 raise RequestError(
                     400,
@@ -420,7 +421,7 @@ class Exchange:
     async def produce(self, spec: AgentSpec, parsed: Parsed) -> None:
         """Call the agent and send its answer: passed through, as JSON, or streamed."""
         state = self.state
-        result = await spec.call(state.messages, state.stream, state, parsed.n)
+        result = await spec.call(state.messages, state.stream, state)
         if spec.choices:
             result = n_choices(result, parsed.n)
         kind, value = classify(result)
