@@ -21,7 +21,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def conformance(session: nox.Session) -> None:
-    """The official-client conformance suite; args after -- go to it (e.g. --base-url URL)."""
+    """The official-client conformance suite (robutler_testing.conformance); args after -- go
+    to it (e.g. --base-url URL --agent NAME)."""
     _install(session, ".[dev]")
     session.run("python", "-m", "pytest", "conformance", "-p", "no:cacheprovider", *session.posargs)
 
@@ -77,7 +78,6 @@ def _install(session: nox.Session, spec: str) -> None:
 def fuzz(session: nox.Session) -> None:
     """Deep fuzzing: the Hypothesis request fuzzer and schemathesis on the OpenAPI document."""
     _install(session, ".[dev]")
-    session.install("schemathesis")
     examples = session.posargs[0] if session.posargs else "3000"
     session.run(
         "python",

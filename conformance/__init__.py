@@ -1,6 +1,6 @@
-"""The conformance suite: drives a live server over HTTP with the official `openai` client.
+"""The conformance suite, run from this repository: `nox -s conformance` or
+`python -m pytest conformance [--base-url URL --agent NAME --api-key KEY]`.
 
-Run it with `nox -s conformance` (or `python -m pytest conformance`). By default it starts
-a reference robutler server on 127.0.0.1; `--base-url URL --agent NAME [--api-key KEY]`
-points it at any OpenAI-compatible server instead. See `conformance/conftest.py`.
+The cases ship in the wheel as `robutler_testing.conformance` (run them with
+`python -m robutler_testing.conformance`); the files here only collect them.
 """

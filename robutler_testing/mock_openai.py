@@ -290,6 +290,7 @@ class MockOpenAI:
 
     def assert_all_used(self) -> None:
         """Fail if a scripted reply was left over or a call was unscripted or blocked."""
+        __tracebackhide__ = True
         problems = [f"unused scripted reply: {d}" for d in self.pending]
         with self._lock:
             problems += self.unexpected
@@ -333,7 +334,11 @@ class MockOpenAI:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        __tracebackhide__ = True
+        client = self._agents_client
         self._unpatch()
+        if client is not None:
+            close_async_client(client)
         self._stop()
         self._check_on_exit(exc_type)
 
@@ -353,6 +358,7 @@ class MockOpenAI:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        __tracebackhide__ = True
         client = self._agents_client
         self._unpatch()
         if client is not None:
@@ -361,6 +367,7 @@ class MockOpenAI:
         self._check_on_exit(exc_type)
 
     def _check_on_exit(self, exc_type: type[BaseException] | None) -> None:
+        __tracebackhide__ = True
         with self._lock:
             unexpected = list(self.unexpected)
         if self.strict and exc_type is None and unexpected:
@@ -820,6 +827,25 @@ def mock_openai(
     )
 
 
+def close_async_client(client: Any) -> None:
+    """Close an `AsyncOpenAI` client from sync code, on a fresh event loop in a thread.
+
+    Meant for clients that keep no idle connections (so nothing is bound to the loop that
+    used them). The thread leaves this thread's event loop alone: `Runner.run_sync` keeps
+    its loop as the thread's default, and replacing that would leave it unclosed.
+    """
+
+    def close() -> None:
+        try:
+            asyncio.run(client.close())
+        except Exception:  # closing must not fail a test's teardown
+            logging.getLogger("robutler_testing").debug("closing %r failed", client, exc_info=True)
+
+    thread = threading.Thread(target=close, name="robutler-close-client")
+    thread.start()
+    thread.join(10)
+
+
 # -- network guard -------------------------------------------------------------------------
 
 
@@ -888,6 +914,11 @@ class _NetworkGuard:
             f"blocked {request.method} {request.url}: mock_openai() only lets requests reach "
             "loopback hosts (point the client at upstream.base_url, or pass block_network=False)"
         )
+        if "respx" in sys.modules:
+            problem += (
+                "; to answer an httpx request with respx, mock it at the client: "
+                '@pytest.mark.respx(using="httpx") or respx.mock(using="httpx")'
+            )
         with self._lock:
             active = list(self._active)
         for mock in active:

@@ -101,6 +101,7 @@ class FinalizeRecorder:
 
     def assert_exactly_once(self, expected_requests: int | None = None) -> None:
         """Raise AssertionError describing every request that broke the lifecycle."""
+        __tracebackhide__ = True
         lines = []
         if expected_requests is not None and len(self.records) != expected_requests:
             lines.append(f"expected {expected_requests} requests, recorded {len(self.records)}")

@@ -357,6 +357,7 @@ def validate_completion(body: Mapping[str, Any] | str | bytes) -> dict[str, Any]
 
     Raises `ConformanceError` listing every problem (their `index` is None).
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this module
     problems: list[Problem] = []
     data = _load(body, "completion", problems, None)
     if data is not None:
@@ -404,6 +405,7 @@ def validate_chunk(
     `index` labels the problems (the chunk's place in its stream, if known). Stream-wide
     rules (one id, role first, one finish per choice) need `validate_stream`.
     """
+    __tracebackhide__ = True
     problems: list[Problem] = []
     data = _load(chunk, "chunk", problems, index)
     if data is not None:
@@ -654,6 +656,7 @@ def validate_stream(
     `expect_usage=True/False` also requires the usage chunk to be there / absent.
     Problems carry the index of the `data:` event they concern. Raises `ConformanceError`.
     """
+    __tracebackhide__ = True
     problems: list[Problem] = []
     events = _sse_events(_sse_text(sse, problems), problems)
     stream = _Stream(problems)

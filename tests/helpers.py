@@ -106,19 +106,32 @@ class ASGICall:
         ).decode()
 
 
-def run_downstream_tests(directory: Any, name: str, source: str, timeout: float = 180) -> Any:
+def run_downstream_tests(
+    directory: Any,
+    name: str,
+    source: str,
+    timeout: float = 180,
+    *,
+    args: tuple[str, ...] = (),
+    python_args: tuple[str, ...] = (),
+    returncode: int = 0,
+) -> Any:
     """Write `source` as test file `name` in `directory` and run pytest on it in a subprocess,
-    as a user's project would (the plugin comes from the installed entry point)."""
+    as a user's project would (the plugin comes from the installed entry point).
+
+    `args` go to pytest, `python_args` to the interpreter (e.g. `-X dev`); the run must
+    exit with `returncode`."""
     import subprocess
     import sys
 
     (directory / name).write_text(source)
+    command = [sys.executable, *python_args, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory)],
+        [*command, *args, str(directory)],
         cwd=directory,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == returncode, result.stdout + result.stderr
     return result

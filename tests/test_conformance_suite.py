@@ -75,8 +75,41 @@ def broken_app(flaw: str) -> Starlette:
     return Starlette(routes=[Route("/{agent}/chat/completions", chat, methods=["POST"])])
 
 
+def openai_like_app() -> Starlette:
+    """An echo server that answers invalid bodies 400, as OpenAI does (robutler answers 422)."""
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        messages = body.get("messages")
+        bad = None
+        if not messages:
+            bad = "messages"
+        elif messages[0].get("role") not in ("system", "user", "assistant", "tool"):
+            bad = "messages[0].role"
+        elif not isinstance(messages[0].get("content"), str):
+            bad = "messages[0].content"
+        elif body.get("temperature", 1) > 2:
+            bad = "temperature"
+        if bad:
+            error = {"message": f"Invalid '{bad}'.", "type": "invalid_request_error"}
+            return JSONResponse({"error": {**error, "param": bad, "code": None}}, status_code=400)
+        message = {"role": "assistant", "content": "ok"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
+        return JSONResponse(
+            {"id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": "m"}
+            | {"choices": [choice]}
+        )
+
+    return Starlette(routes=[Route("/{agent}/chat/completions", chat, methods=["POST"])])
+
+
 def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q", *args]
+
+
+def _module_command(*args: str) -> list[str]:
+    """The suite as an installed `robutler[testing]` runs it (started outside the checkout)."""
+    return [sys.executable, "-m", "robutler_testing.conformance", *args]
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -85,13 +118,17 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, tuple[int, str, str]]]:
+def runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, tuple[int, str, str]]]:
     """Run the suite against each server at once (subprocesses); name -> (code, output, url)."""
     conforming = Server(agents=[MockAgent("assistant")], api_keys=["secret-key"])
     servers = {
         "no-done": broken_app("no-done"),
         "wrong-object": broken_app("wrong-object"),
         "conforming": conforming,
+        "no-usage": Server(agents=[MockAgent("quiet", usage=None)]),
+        "openai-like": openai_like_app(),
     }
     with ExitStack() as stack:
         urls = {name: stack.enter_context(LiveServer(app)).url for name, app in servers.items()}
@@ -107,11 +144,20 @@ def runs() -> Iterator[dict[str, tuple[int, str, str]]]:
                 "ROBUTLER_CONFORMANCE_API_KEY": "secret-key",
             },
         )
-        commands["no-agent"] = (_command("--base-url", "http://127.0.0.1:9"), {})
+        commands["unreachable"] = (_command("--base-url", "http://127.0.0.1:9", "--agent", "a"), {})
+        commands["no-agent"] = (_command("--base-url", urls["no-done"]), {})
+        commands["no-usage"] = (_module_command("--base-url", urls["no-usage"]), {})
+        commands["openai-like"] = (
+            _module_command(
+                "--base-url", urls["openai-like"], "--agent", "m", "-k", "invalid_body"
+            ),
+            {},
+        )
+        elsewhere = tmp_path_factory.mktemp("elsewhere")  # not the checkout: no conftest here
         processes = {
             name: subprocess.Popen(
                 command,
-                cwd=ROOT,
+                cwd=ROOT if command[2] == "pytest" else elsewhere,
                 env=_env(env),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -181,7 +227,7 @@ def test_a_conforming_external_server_passes_and_reference_cases_skip(
         "streaming_reply_is_iterated_by_the_client",
         "missing_api_key_is_an_authentication_error",
         "wrong_api_key_is_an_authentication_error",
-        "invalid_body_is_unprocessable_naming_the_field[role]",
+        "invalid_body_is_rejected_naming_the_field[role]",
         "unknown_agent_is_not_found",
         "models_list_names_the_model",
     ):
@@ -194,3 +240,58 @@ def test_base_url_without_agent_is_a_usage_error(runs: dict[str, tuple[int, str,
     code, output, _ = runs["no-agent"]
     assert code == 4, output
     assert "--base-url needs --agent NAME" in output
+
+
+def test_an_unreachable_base_url_is_one_failure_up_front(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    code, output, _ = runs["unreachable"]
+    assert code == 4, output
+    assert output.count("cannot reach the server under test at http://127.0.0.1:9/a") == 1, output
+    assert "Is it running, and is --base-url right?" in output
+    assert "conformance report" not in output and "FAILED" not in output, output
+
+
+def test_installed_suite_runs_outside_the_checkout_and_skips_usage_totals_without_usage(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    code, output, url = runs["no-usage"]
+    assert code == 0, output
+    assert f"target: {url}, agent 'quiet'" in output  # the one agent /health names
+    rows = table(output)
+    result, reason = rows["stream_usage_totals_add_up_with_include_usage"]
+    assert result == "SKIP", output
+    assert "reports no token usage" in reason, reason
+    assert rows["non_streaming_reply_is_parsed_by_the_client"][0] == "PASS"
+    assert rows["invalid_body_is_rejected_naming_the_field[role]"] == (
+        "PASS",
+        "answered 422 (OpenAI answers 400)",
+    )
+
+
+def test_invalid_bodies_answered_400_like_openai_pass_and_the_table_says_so(
+    runs: dict[str, tuple[int, str, str]],
+) -> None:
+    code, output, _ = runs["openai-like"]
+    assert code == 0, output
+    rows = table(output)
+    invalid = {case: row for case, row in rows.items() if case.startswith("invalid_body")}
+    assert len(invalid) == 4, output
+    assert set(invalid.values()) == {("PASS", "answered 400")}, output
+
+
+def test_the_suite_ships_in_the_wheel(tmp_path: Path) -> None:
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("robutler-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    suite = {n for n in names if n.startswith("robutler_testing/conformance/")}
+    for module in ("__main__", "plugin", "driver", "test_replies", "test_failures"):
+        assert f"robutler_testing/conformance/{module}.py" in suite, sorted(suite)
+    assert not [n for n in names if n.startswith("conformance/")], "the repo wrapper shipped"

@@ -361,3 +361,34 @@ async def test_request_cancelled_mid_stream_finalizes_once_as_disconnected() -> 
     assert len(rec.finals) == 1
     assert rec.finals[0][1].status == "disconnected"
     assert seen["agent_exit"] in ("CancelledError", "GeneratorExit")
+
+
+async def test_json_request_whose_client_left_finalizes_with_a_499_response() -> None:
+    """What the README promises finalize gets when a JSON request's client left early."""
+    from starlette.responses import Response
+
+    app = ServerBase()
+    rec = Recorder(app)
+    started = asyncio.Event()
+    cancelled: list[bool] = []
+
+    @app.agent("waits")
+    async def waits(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return "never"
+
+    call = ASGICall(app, "/waits/chat/completions", BODY)
+    task = asyncio.ensure_future(call.run())
+    await started.wait()
+    call.left.set()  # the client hangs up before any answer
+    await asyncio.wait_for(task, 10)
+    assert cancelled == [True] and call.sent == []
+    ((ctx, response),) = rec.finals
+    assert isinstance(response, Response) and not isinstance(response, StreamingWrapper)
+    assert response.status_code == 499
+    assert isinstance(ctx.error, ConnectionResetError)

@@ -160,11 +160,9 @@ class AgentSpec:
         # await spec.resolve(name): the resolver's data; False or None means no such agent
         self.resolve = Call(resolver) if resolver is not None else None
 
-    async def call(
-        self, messages: list[dict[str, Any]], stream: bool, state: RequestState, n: int = 1
-    ) -> Any:
+    async def call(self, messages: list[dict[str, Any]], stream: bool, state: RequestState) -> Any:
         """Run the handler for one request and return what it returned."""
-        kwargs: dict[str, Any] = {"n": n} if self.choices else {}
+        kwargs: dict[str, Any] = {"n": state.n} if self.choices else {}
         wants = self.wants
         if wants["stream"]:
             kwargs["stream"] = stream

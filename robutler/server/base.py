@@ -372,7 +372,12 @@ class ServerBase(FastAPI):
 
             names = sorted(self.static_agents)
             secured = self.api_keys is not None
-            schema = add_agent_paths(super().openapi(), names, secured)
+            schema = add_agent_paths(
+                super().openapi(),
+                names,
+                secured,
+                frozenset(name for name, spec in self.static_agents.items() if spec.choices),
+            )
             self.openapi_schema = add_responses_paths(schema, names, secured, self.openai_prefix)
         return self.openapi_schema
 

@@ -38,6 +38,7 @@ class RequestState:
         "data",
         "error",
         "messages",
+        "n",
         "request",
         "request_id",
         "response",
@@ -59,6 +60,7 @@ class RequestState:
         self.request_id = request_id or uuid.uuid4().hex
         self.start_time = time.perf_counter()
         self.stream = False
+        self.n = 1  # the number of choices the request asked for
         self.messages: list[dict[str, Any]] = []
         self.agent_data: Any = None
         self.data: dict[str, Any] = {}

@@ -361,6 +361,7 @@ class Exchange:
         parsed = await self.wire.parse(await state.request.body(), self)
         state.messages = parsed.messages
         state.stream = parsed.stream
+        state.n = parsed.n
         return parsed
 
     # 3. the agent, watched for a client who leaves -------------------------------------
@@ -457,7 +458,7 @@ class Exchange:
     async def produce(self, spec: AgentSpec, parsed: Parsed) -> None:
         """Call the agent and send its answer: passed through, as JSON, or streamed."""
         state = self.state
-        result = await spec.call(state.messages, state.stream, state, parsed.n)
+        result = await spec.call(state.messages, state.stream, state)
         if spec.choices:
             result = n_choices(result, parsed.n)
         kind, value = classify(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .protocol import ChatCompletionRequest, ErrorBody
@@ -15,6 +16,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         401: "Missing or wrong API key",
         404: "Unknown agent",
         405: "Method not allowed",
+        400: "Unsupported value (e.g. n > 1 for an agent that answers one choice)",
         413: "Body too large",
         422: "Invalid request body",
         500: "The agent failed",
@@ -28,12 +30,23 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
     }
 
 
-def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> dict[str, Any]:
-    """Add each agent's routes, the request model and the error shape to `schema`."""
+def add_agent_paths(
+    schema: dict[str, Any], names: list[str], secured: bool, choices: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """Add each agent's routes, the request model and the error shape to `schema`.
+
+    Agents not in `choices` answer one choice: their request schema allows only `n: 1`.
+    """
     request = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.update(request.pop("$defs", {}))
     components["ChatCompletionRequest"] = request
+    one_choice = copy.deepcopy(request)
+    for option in one_choice["properties"]["n"].get("anyOf", []):
+        if option.get("type") == "integer":
+            option["maximum"] = 1
+    one_choice["title"] = "ChatCompletionRequestOneChoice"
+    components["ChatCompletionRequestOneChoice"] = one_choice
     error = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(error.pop("$defs", {}))
     components["Error"] = error
@@ -48,6 +61,9 @@ def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> 
     info_errors = _error_responses(*(([401] if secured else []) + [404]))
     for name in names:
         extra = {"tags": [f"agent {name}"], **({"security": security} if security else {})}
+        request_schema = (
+            "ChatCompletionRequest" if name in choices else "ChatCompletionRequestOneChoice"
+        )
         paths[f"/{name}/chat/completions"] = {
             "post": {
                 "summary": f"Chat completion with agent {name}",
@@ -56,7 +72,7 @@ def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> 
                     "required": True,
                     "content": {
                         "application/json": {
-                            "schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}
+                            "schema": {"$ref": f"#/components/schemas/{request_schema}"}
                         }
                     },
                 },
@@ -68,7 +84,7 @@ def add_agent_paths(schema: dict[str, Any], names: list[str], secured: bool) -> 
                             "text/event-stream": {},
                         },
                     },
-                    **_error_responses(*(([401] if secured else []) + [404, 413, 422, 500])),
+                    **_error_responses(*(([401] if secured else []) + [400, 404, 413, 422, 500])),
                 },
                 **extra,
             },

@@ -383,3 +383,13 @@ async def test_async_with() -> None:
         assert os.environ["OPENAI_BASE_URL"] == upstream.base_url
     assert result.final_output == "async hello"
     assert os.environ.get("OPENAI_BASE_URL") == before
+
+
+def test_a_blocked_request_says_how_to_answer_it_with_respx() -> None:
+    import httpx
+    import respx  # noqa: F401  (imported: the hint names its client-level mocking)
+
+    with mock_openai(strict=False) as upstream, pytest.raises(BlockedRequestError) as caught:
+        httpx.get("https://weather.example/v1/now")
+    assert '@pytest.mark.respx(using="httpx")' in str(caught.value)
+    assert upstream.unexpected

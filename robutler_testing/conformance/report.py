@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-__all__ = ["Reporter", "Results", "first_problem"]
+__all__ = ["NOTE", "Reporter", "Results", "first_problem"]
 
 _RESULTS = {"PASS": "passed", "FAIL": "failed", "ERROR": "errors", "SKIP": "skipped"}
 
@@ -39,6 +38,14 @@ def first_problem(report: Any) -> str:
     return lines[0].removeprefix("AssertionError: ")
 
 
+NOTE = "conformance-note"
+"""The `record_property` name under which a passing case notes something for the table."""
+
+
+def _notes(report: Any) -> str:
+    return "; ".join(str(v) for k, v in getattr(report, "user_properties", ()) if k == NOTE)
+
+
 class Results:
     """Collects one row per conformance case from pytest's reports."""
 
@@ -58,7 +65,7 @@ class Results:
             elif report.failed:
                 self.rows[report.nodeid] = Row(case, "FAIL", first_problem(report))
             else:
-                self.rows[report.nodeid] = Row(case, "PASS")
+                self.rows[report.nodeid] = Row(case, "PASS", _notes(report))
         elif report.failed and (row is None or row.result == "PASS"):
             self.rows[report.nodeid] = Row(case, "ERROR", first_problem(report))
 
@@ -89,20 +96,19 @@ class Results:
 
 
 class Reporter:
-    """A pytest plugin: one row per case under `suite_dir`, printed as a table at the end."""
+    """A pytest plugin: one row per conformance case, printed as a table at the end.
 
-    def __init__(self, config: pytest.Config, suite_dir: Path, header: Callable[[], list[str]]):
+    `cases` holds the node ids of the suite's cases (filled at collection).
+    """
+
+    def __init__(self, config: pytest.Config, header: Callable[[], list[str]]):
         self.config = config
-        self.suite_dir = suite_dir
         self.header = header
+        self.cases: set[str] = set()
         self.results = Results()
 
-    def _is_case(self, nodeid: str) -> bool:
-        path = Path(self.config.rootpath, nodeid.split("::", 1)[0]).resolve()
-        return self.suite_dir in path.parents
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self._is_case(report.nodeid):
+        if report.nodeid in self.cases:
             case = report.nodeid.rsplit("::", 1)[-1].removeprefix("test_")
             self.results.add(report, case)
 

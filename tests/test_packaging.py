@@ -1,0 +1,44 @@
+"""pyproject.toml: the bounds and extras are what the code and the README's test command need."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def requirement(extra: str, name: str) -> Requirement:
+    for line in PROJECT["optional-dependencies"][extra]:
+        req = Requirement(line)
+        if req.name == name:
+            return req
+    raise AssertionError(f"{name} is not in the {extra!r} extra")
+
+
+def test_openai_lower_bound_is_the_first_release_sending_through_httpx2() -> None:
+    import httpx2
+    import openai
+
+    minimum = min(Version(s.version) for s in requirement("testing", "openai").specifier)
+    assert minimum >= Version("3.0"), f"openai>={minimum} sends through httpx, not httpx2"
+    # what mock_openai and the conformance suite rely on:
+    assert issubclass(openai.DefaultHttpxClient, httpx2.Client)
+    assert hasattr(openai, "DefaultAsyncHttpx2Client")
+
+
+def test_the_test_command_installs_schemathesis_so_nothing_is_skipped() -> None:
+    requirement("dev", "schemathesis")
+    assert importlib.util.find_spec("schemathesis") is not None
+
+
+def test_respx_is_used_where_the_readme_says() -> None:
+    requirement("testing", "respx")
+    readme = (ROOT / "README.md").read_text()
+    assert "respx_mock" in readme.split("<!-- readme-test-file -->", 1)[1].split("```", 2)[1]
