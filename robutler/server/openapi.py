@@ -12,11 +12,11 @@ __all__ = ["add_agent_paths", "add_responses_paths"]
 
 def _error_responses(*statuses: int) -> dict[str, Any]:
     reasons = {
-        400: "An unsupported parameter, or an unknown previous_response_id",
         401: "Missing or wrong API key",
         404: "Unknown agent",
         405: "Method not allowed",
-        400: "Unsupported value (e.g. n > 1 for an agent that answers one choice)",
+        400: "Unsupported value (n > 1 for an agent that answers one choice; a Responses "
+        "parameter robutler does not offer, or an unknown previous_response_id)",
         413: "Body too large",
         422: "Invalid request body",
         500: "The agent failed",
@@ -190,6 +190,79 @@ def _stored(prefix: str, tag: str, op: str, extra: dict[str, Any], auth: list[in
     }
 
 
+def _obj(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **optional},
+    }
+
+
+_STR = {"type": "string"}
+# What `items_to_messages` accepts, so that the document admits no input it rejects.
+_USER_PARTS = {
+    "type": "array",
+    "items": {
+        "anyOf": [
+            _obj({"type": {"enum": ["input_text", "output_text", "text"]}, "text": _STR}),
+            _obj({"type": {"const": "input_image"}, "image_url": _STR}),
+            _obj({"type": {"const": "input_file"}}),
+        ]
+    },
+}
+_ASSISTANT_PARTS = {
+    "type": "array",
+    "items": {
+        "anyOf": [
+            _obj({"type": {"enum": ["output_text", "input_text", "text"]}, "text": _STR}),
+            _obj({"type": {"const": "refusal"}, "refusal": _STR}),
+        ]
+    },
+}
+_MESSAGE_TYPE = {"type": {"enum": ["message", None]}}  # no type: a message
+_INPUT = {
+    "anyOf": [
+        _STR,
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    _obj(
+                        {
+                            "role": {"enum": ["user", "system", "developer"]},
+                            "content": {"anyOf": [_STR, _USER_PARTS]},
+                        },
+                        **_MESSAGE_TYPE,
+                    ),
+                    _obj(
+                        {
+                            "role": {"const": "assistant"},
+                            "content": {"anyOf": [_STR, _ASSISTANT_PARTS]},
+                        },
+                        **_MESSAGE_TYPE,
+                    ),
+                    _obj(
+                        {
+                            "type": {"const": "function_call"},
+                            "call_id": _STR,
+                            "name": _STR,
+                            "arguments": _STR,
+                        }
+                    ),
+                    _obj(
+                        {
+                            "type": {"const": "function_call_output"},
+                            "call_id": _STR,
+                            "output": {"anyOf": [_STR, _USER_PARTS]},
+                        }
+                    ),
+                ]
+            },
+        },
+    ]
+}
+
+
 def add_responses_paths(
     schema: dict[str, Any], names: list[str], secured: bool, prefix: str | None
 ) -> dict[str, Any]:
@@ -212,6 +285,7 @@ def add_responses_paths(
         "required": ["type"],
         "properties": {"type": {"type": "string", "not": {"const": "function"}}},
     }
+    request["properties"]["input"] = _INPUT
     request["properties"]["tools"] = {
         "anyOf": [
             {"type": "array", "items": {"anyOf": [function_tool, other_tool]}},

@@ -152,8 +152,9 @@ def test_unknown_previous_response_is_a_bad_request(chat: Chat) -> None:
 
 def test_invalid_input_is_rejected_naming_the_field(chat: Chat) -> None:
     client = chat.client()
+    robot: Any = [{"role": "robot", "content": "x"}]  # the official param types forbid it
     with pytest.raises((openai.UnprocessableEntityError, openai.BadRequestError)) as caught:
-        client.responses.create(model=chat.target.model, input=[{"role": "robot", "content": "x"}])  # type: ignore[list-item]
+        client.responses.create(model=chat.target.model, input=robot)
     assert_error_shape(caught.value, None)
     error: Any = caught.value.body
     assert "role" in error["message"], error

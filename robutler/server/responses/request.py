@@ -20,6 +20,7 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     StrictStr,
+    StringConstraints,
     ValidationError,
 )
 from pydantic_core import from_json
@@ -32,6 +33,9 @@ __all__ = [
     "items_to_messages",
     "parse_responses_request",
 ]
+
+
+_MAX_METADATA = 16  # pairs, as on OpenAI: keys of at most 64 characters, values of 512
 
 
 class _Open(BaseModel):
@@ -54,7 +58,16 @@ class ResponsesRequest(_Open):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: StrictBool | None = None
-    metadata: dict[StrictStr, StrictStr] | None = None
+    metadata: (
+        Annotated[
+            dict[
+                Annotated[str, StringConstraints(strict=True, max_length=64)],
+                Annotated[str, StringConstraints(strict=True, max_length=512)],
+            ],
+            Field(max_length=_MAX_METADATA),
+        ]
+        | None
+    ) = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: Annotated[int, Field(ge=1), BeforeValidator(_integral)] | None = None
@@ -140,8 +153,6 @@ _UNSUPPORTED = {
     "prompt": "prompt templates are not supported; send the prompt as instructions and input",
 }
 
-_MAX_METADATA = 16
-
 
 def _bad(param: str, message: str, code: str = "invalid_value") -> RequestError:
     return RequestError(422, f"Invalid value for '{param}': {message}", param=param, code=code)
@@ -224,7 +235,6 @@ def parse_responses_request(
         request = ResponsesRequest.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    _check_metadata(request.metadata)
     _check_tools(request.tools)
     request._input_messages = (
         [{"role": "user", "content": request.input}]
@@ -261,18 +271,6 @@ _TAGS = frozenset({"str", "int", "float", "bool", "none", "function-after", "fun
 
 def _is_tag(part: str) -> bool:
     return part in _TAGS or "[" in part
-
-
-def _check_metadata(metadata: dict[str, str] | None) -> None:
-    if not metadata:
-        return
-    if len(metadata) > _MAX_METADATA:
-        raise _bad("metadata", f"at most {_MAX_METADATA} key-value pairs, got {len(metadata)}")
-    for key, value in metadata.items():
-        if len(key) > 64:
-            raise _bad("metadata", f"keys have at most 64 characters, got {len(key)}")
-        if len(value) > 512:
-            raise _bad(f"metadata.{key}", f"values have at most 512 characters, got {len(value)}")
 
 
 def _check_tools(tools: list[dict[str, Any]] | None) -> None:
