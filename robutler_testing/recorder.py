@@ -29,6 +29,8 @@ class RequestRecord:
         out = []
         if self.finalize_calls != 1:
             out.append(f"finalize ran {self.finalize_calls} times")
+        if self.before_calls > 1:  # 0 is fine: a request refused before the hooks ran
+            out.append(f"before_request ran {self.before_calls} times")
         if self.finalized_while_streaming:
             out.append("finalize ran before its stream ended")
         if len(set(self.context_ids)) > 1:
@@ -40,8 +42,8 @@ class FinalizeRecorder:
     """Registers a before and a finalize hook on `app` and records every request.
 
     `assert_exactly_once()` fails with a readable message when a request had zero or
-    several finalize calls, finalize ran before its stream ended, or the hooks saw
-    different contexts. Under a live server finalize runs after the client has its
+    several finalize calls, its before hook ran more than once, finalize ran before its
+    stream ended, or the hooks saw different contexts. Under a live server finalize runs after the client has its
     answer: `wait_for(n)` waits (bounded) until n requests were finalized.
     """
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeGuard
 
-from .validators import ConformanceError, Problem, _sse_text
+from .sse import SSEDecoder, decode_sse
+from .validators import ConformanceError, Problem, _pieces
 
 __all__ = [
     "RESPONSE_STATUSES",
@@ -412,50 +413,21 @@ def validate_response(body: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
 # streams ------------------------------------------------------------------------------
 
 
-def _sse_blocks(text: str, problems: list[Problem]) -> list[tuple[str | None, str]]:
-    """Each SSE event's `event:` name (or None) and data."""
-    events: list[tuple[str | None, str]] = []
-    name: str | None = None
-    data: list[str] | None = None
-    lines = _LINE_BREAK.split(text)
-    unterminated = lines.pop()
-    if unterminated:
-        lines.append(unterminated)
-    for number, line in enumerate(lines, 1):
-        if not line:
-            if data is not None:
-                events.append((name, "\n".join(data)))
-            elif name is not None:
-                problems.append(EventProblem(len(events), f"event {name!r} has no data line"))
-            name, data = None, None
-            continue
-        if line.startswith(":"):
-            continue
-        key, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if key == "data" and colon:
-            data = [*(data or []), value]
-        elif key == "event" and colon:
-            name = value
-        elif key in ("id", "retry") and colon:
-            continue
-        else:
-            problems.append(
-                EventProblem(
-                    None,
-                    f"line {number} is not an SSE field ('event: ...' or 'data: ...'): {_excerpt(line)}",
-                )
-            )
-    if data is not None:
-        events.append((name, "\n".join(data)))
+def _sse_blocks(
+    sse: str | bytes | Iterable[str | bytes], problems: list[Problem]
+) -> list[tuple[str | None, str]]:
+    """Each SSE event's `event:` name (or None) and data, read with the shared decoder."""
+    decoder = SSEDecoder()
+    events = decode_sse(_pieces(sse), decoder)
+    problems += [Problem(None, problem.message) for problem in decoder.problems]
+    if events and not events[-1].terminated:
         problems.append(
             EventProblem(
                 len(events) - 1,
                 "the last event is not followed by a blank line; clients may never see it",
             )
         )
-    return events
+    return [(event.event, event.data) for event in events]
 
 
 class _Part:
@@ -894,7 +866,7 @@ def validate_response_stream(
     from pydantic import ValidationError
 
     problems: list[Problem] = []
-    blocks = _sse_blocks(_sse_text(sse, problems), problems)
+    blocks = _sse_blocks(sse, problems)
     stream = _Stream(problems, expect_usage)
     parsed: list[tuple[int, Any]] = []
     types = _event_types()

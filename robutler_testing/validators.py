@@ -14,11 +14,12 @@ standard library, which keeps the pytest plugin's load cheap.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeGuard
+
+from .sse import SSEDecoder, decode_sse
 
 __all__ = [
     "FINISH_REASONS",
@@ -32,7 +33,6 @@ __all__ = [
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 _USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 Path = tuple[str | int, ...]
 
@@ -419,65 +419,30 @@ def validate_chunk(
 # streams -----------------------------------------------------------------------------
 
 
-def _sse_text(sse: str | bytes | Iterable[str | bytes], problems: list[Problem]) -> str:
-    """The stream as one text, from a body, byte chunks, text pieces or lines."""
-    if isinstance(sse, str):
-        return sse
-    if isinstance(sse, (bytes, bytearray, memoryview)):
-        raw = bytes(sse)
-    else:
-        parts = list(sse)
-        texts = [p for p in parts if isinstance(p, str)]
-        if len(texts) == len(parts):
-            if any("\n" in p or "\r" in p for p in texts):
-                return "".join(texts)  # pieces of the body
-            return "".join(p + "\n" for p in texts)  # lines, as iter_lines() gives them
-        raw = b"".join(p.encode() if isinstance(p, str) else bytes(p) for p in parts)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        problems.append(
-            Problem(None, f"the stream is not valid UTF-8 ({exc.reason} at byte {exc.start})")
-        )
-        return raw.decode("utf-8", errors="replace")
+def _pieces(sse: str | bytes | Iterable[str | bytes]) -> list[str | bytes]:
+    """The stream as pieces for the decoder; lines without breaks (`iter_lines()`) get one."""
+    if isinstance(sse, (str, bytes, bytearray, memoryview)):
+        return [bytes(sse) if isinstance(sse, (bytearray, memoryview)) else sse]
+    parts = list(sse)
+    texts = [p for p in parts if isinstance(p, str)]
+    if len(texts) == len(parts) and not any("\n" in p or "\r" in p for p in texts):
+        return [p + "\n" for p in texts]
+    return parts
 
 
-def _sse_events(text: str, problems: list[Problem]) -> list[str]:
+def _sse_events(sse: str | bytes | Iterable[str | bytes], problems: list[Problem]) -> list[str]:
     """The data of each SSE event, reporting lines and endings that break the framing."""
-    events: list[str] = []
-    data: list[str] | None = None
-    lines = _LINE_BREAK.split(text)
-    unterminated = lines.pop()  # text after the last line break ("" when there is none)
-    if unterminated:
-        lines.append(unterminated)
-    for number, line in enumerate(lines, 1):
-        if not line:
-            if data is not None:
-                events.append("\n".join(data))
-                data = None
-            continue
-        if line.startswith(":"):
-            continue  # an SSE comment
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data" and colon:
-            data = [*(data or []), value]
-        elif name in ("event", "id", "retry") and colon:
-            continue
-        else:
-            problems.append(
-                Problem(None, f"line {number} is not an SSE field ('data: ...'): {_excerpt(line)}")
-            )
-    if data is not None:
-        events.append("\n".join(data))
+    decoder = SSEDecoder()
+    events = decode_sse(_pieces(sse), decoder)
+    problems += [Problem(None, problem.message) for problem in decoder.problems]
+    if events and not events[-1].terminated:
         problems.append(
             Problem(
                 len(events) - 1,
                 "the last event is not followed by a blank line; clients may never see it",
             )
         )
-    return events
+    return [event.data for event in events]
 
 
 class _ChoiceState:
@@ -658,7 +623,7 @@ def validate_stream(
     """
     __tracebackhide__ = True
     problems: list[Problem] = []
-    events = _sse_events(_sse_text(sse, problems), problems)
+    events = _sse_events(sse, problems)
     stream = _Stream(problems)
     done_at = None
     for index, data in enumerate(events):

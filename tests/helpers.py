@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from robutler_testing.asgi import ASGIExchange as ASGICall
+from robutler_testing.sse import SSEDecoder, decode_sse
+
+__all__ = ["USER", "ASGICall", "post", "run_downstream_tests", "sse_events", "stream_content"]
 
 USER = [{"role": "user", "content": "hello"}]
 
 
-def sse_events(text: str) -> list[Any]:
-    """The `data:` payloads of an SSE body, JSON-decoded except `[DONE]`."""
-    assert text.endswith("\n\n"), f"stream does not end with a blank line: {text[-40:]!r}"
-    out: list[Any] = []
-    for block in text.split("\n\n")[:-1]:
-        assert block.startswith("data: "), f"not a data event: {block!r}"
-        payload = block[len("data: ") :]
-        out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out
+def sse_events(text: str | bytes) -> list[Any]:
+    """The `data` payloads of an SSE body, JSON-decoded except `[DONE]`; the framing must be
+    clean (every line a field or comment, the last event ended by a blank line)."""
+    decoder = SSEDecoder()
+    events = decode_sse(text, decoder)
+    assert not decoder.problems, [str(p) for p in decoder.problems]
+    assert events and events[-1].terminated, (
+        f"stream does not end with a blank line: {text[-40:]!r}"
+    )
+    return [e.data if e.data == "[DONE]" else e.json() for e in events]
 
 
 def stream_content(events: list[Any]) -> str:
@@ -30,80 +35,6 @@ def stream_content(events: list[Any]) -> str:
 
 def post(client: Any, name: str, messages: list[dict[str, Any]] | None = None, **body: Any) -> Any:
     return client.post(f"/{name}/chat/completions", json={"messages": messages or USER, **body})
-
-
-class ASGICall:
-    """Drives one HTTP request through an ASGI app by hand, recording what it sends.
-
-    `disconnect_after=k` makes the client leave once k body messages were received,
-    the way uvicorn reports a closed socket: `receive()` returns `http.disconnect`.
-    """
-
-    def __init__(
-        self,
-        app: Any,
-        path: str,
-        body: bytes,
-        *,
-        method: str = "POST",
-        disconnect_after: int | None = None,
-    ) -> None:
-        import asyncio
-
-        self.app = app
-        self.body = body
-        self.sent: list[dict[str, Any]] = []
-        self.disconnect_after = disconnect_after
-        self.left = asyncio.Event()
-        self._body_sent = False
-        self.scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-            "client": ("127.0.0.1", 1234),
-            "server": ("127.0.0.1", 80),
-        }
-
-    async def receive(self) -> dict[str, Any]:
-        if not self._body_sent:
-            self._body_sent = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.left.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if self.left.is_set():
-            return  # like uvicorn: writes after a disconnect go nowhere
-        self.sent.append(message)
-        bodies = [m for m in self.sent if m["type"] == "http.response.body"]
-        if self.disconnect_after is not None and len(bodies) >= self.disconnect_after:
-            self.left.set()
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.left.set()
-
-    async def run(self) -> ASGICall:
-        await self.app(self.scope, self.receive, self.send)
-        return self
-
-    @property
-    def status(self) -> int:
-        return int(self.sent[0]["status"])
-
-    @property
-    def text(self) -> str:
-        return b"".join(
-            m.get("body", b"") for m in self.sent if m["type"] == "http.response.body"
-        ).decode()
 
 
 def run_downstream_tests(

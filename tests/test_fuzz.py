@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from helpers import ASGICall
+from helpers import ASGICall, sse_events
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -129,11 +129,7 @@ def check_answer(call: ASGICall) -> None:
     text = call.text
     content_type = dict(call.sent[0]["headers"]).get(b"content-type", b"").decode()
     if content_type.startswith("text/event-stream"):
-        blocks = text.split("\n\n")
-        assert blocks[-1] == "" and blocks[-2] == "data: [DONE]", text[-80:]
-        for block in blocks[:-2]:
-            assert block.startswith("data: ")
-            json.loads(block[6:])
+        assert sse_events(text)[-1] == "[DONE]", text[-80:]
     else:
         body = json.loads(text)
         if status >= 400:

@@ -251,7 +251,7 @@ def test_hook_errors_takes_log_or_reject() -> None:
 
 async def test_disconnect_mid_stream_cancels_agent_and_finalizes_once() -> None:
     app, rec, seen = make_app()
-    call = await ASGICall(app, "/slow/chat/completions", STREAM_BODY, disconnect_after=3).run()
+    call = await ASGICall(app, "/slow/chat/completions", STREAM_BODY, leave_after=3).run()
     assert call.status == 200
     assert seen["agent_exit"] in ("CancelledError", "GeneratorExit")
     assert len(rec.finals) == 1
@@ -385,7 +385,7 @@ async def test_json_request_whose_client_left_finalizes_with_a_499_response() ->
     call = ASGICall(app, "/waits/chat/completions", BODY)
     task = asyncio.ensure_future(call.run())
     await started.wait()
-    call.left.set()  # the client hangs up before any answer
+    call.leave()  # the client hangs up before any answer
     await asyncio.wait_for(task, 10)
     assert cancelled == [True] and call.sent == []
     ((ctx, response),) = rec.finals

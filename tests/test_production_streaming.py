@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from helpers import USER
+from helpers import USER, sse_events
 
 from robutler.server import Server, ServerBase, StreamingWrapper, get_context, pricing
 from robutler_testing import validate_stream
@@ -215,9 +215,9 @@ def test_an_agent_past_request_timeout_is_cancelled_answered_504_and_not_charged
     outcome = finals.responses[0]
     if stream:
         assert response.status_code == 200
-        events = [b for b in response.text.split("\n\n") if b]
-        assert events[-1] == "data: [DONE]"
-        error = json.loads(events[-2].removeprefix("data: "))["error"]
+        events = sse_events(response.text)
+        assert events[-1] == "[DONE]"
+        error = events[-2]["error"]
         assert error["code"] == "timeout" and "request_timeout" in error["message"]
         assert isinstance(outcome, StreamingWrapper) and outcome.status == "timeout"
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["env_list", "load_env", "seconds"]
+__all__ = ["env_list", "env_number", "load_env", "seconds"]
 
 _loaded: set[str] = set()
 
@@ -34,17 +34,25 @@ def env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def env_number(name: str, problem: str) -> float | None:
+    """The environment variable `name` as a number; None when it is unset or blank.
+    Raises ValueError("`problem`, got '...'") when it is not a number."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{problem}, got {raw!r}") from None
+
+
 def seconds(value: float | None, env: str, default: float | None, what: str) -> float | None:
     """A duration setting: `value` if given, else the environment variable `env`, else
     `default`; 0 (or "0") means off (None). Raises ValueError naming `what` and `env`."""
     if value is None:
-        raw = os.environ.get(env, "").strip()
-        if not raw:
+        value = env_number(env, f"{env} ({what}) must be a number of seconds")
+        if value is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"{env} ({what}) must be a number of seconds, got {raw!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"{what} must be a number of seconds >= 0 (0: off), got {value!r}")
     return float(value) or None

@@ -51,7 +51,7 @@ from .results import (
     one_choice,
 )
 from .watch import Keepalive, Later, cancel_spawned, track_spawned, watch_disconnect
-from .wire import CHAT, Parsed, WireFormat
+from .wire import CHAT, Parsed, StreamEncoder, WireFormat
 
 if TYPE_CHECKING:
     from .agents import AgentSpec
@@ -521,66 +521,16 @@ class Exchange:
         wrapper = StreamingWrapper(result)
         self.response = wrapper
         encoder = self.wire.encoder(answer_id, created, model, parsed, self)
-        if kind == Kind.TEXT:
-            items: Any = _aiter_of([value])
-        elif kind in (Kind.COMPLETION, Kind.MESSAGE):
-            completion = completion_from_dict(kind, value, answer_id, created, model)
-            encoder.set_model(completion["model"])
-            items = _aiter_of(completion_chunks(completion))
-        else:
-            items = iter_items(kind, value)
+        items = _stream_items(kind, value, answer_id, created, model, encoder)
         self.encoder = encoder
         headers = [*SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
         wrapper.headers = {k.decode(): v.decode() for k, v in headers}
         keepalive: Keepalive | None = None
         try:
-            # Hold back leading role-only chunks: an agent that fails at once, before its
-            # first real chunk, still gets a proper 500. One that has to wait for it (a
-            # model thinking) gets the stream opened right away, so the client sees it
-            # start; a failure after that is an error event in the stream.
-            pending: list[Any] = []
-            collecting = _collect_leading(items, pending)
-            try:
-                waiting = collecting.send(None)
-            except StopIteration:
-                if kind not in (Kind.COMPLETION, Kind.MESSAGE):
-                    agent_model = next(
-                        (i["model"] for i in pending if isinstance(i, dict) and i.get("model")),
-                        None,
-                    )
-                    if agent_model:
-                        encoder.set_model(agent_model)
-                first = encoder.start() + b"".join(f for f in map(encoder.item, pending) if f)
-                await self.open_stream(headers, first, len(pending))
-                keepalive = self.start_keepalive()
-            else:
-                opener = Later(
-                    OPEN_STREAM_AFTER,
-                    lambda: self.open_stream(headers, encoder.start() + encoder.opening(), 1),
-                )
-                try:
-                    await resume(collecting, waiting)
-                except BaseException:
-                    collecting.close()
-                    raise
-                finally:
-                    opener.cancel()
-                    if opener.task is not None:
-                        await opener.task  # the stream was opened while the agent waited
-                if opener.task is None:
-                    if kind not in (Kind.COMPLETION, Kind.MESSAGE):
-                        agent_model = next(
-                            (i["model"] for i in pending if isinstance(i, dict) and i.get("model")),
-                            None,
-                        )
-                        if agent_model:
-                            encoder.set_model(agent_model)
-                    first = encoder.start()
-                    await self.open_stream(headers, first, 0)
-                keepalive = self.start_keepalive()
-                first = b"".join(f for f in map(encoder.item, pending) if f)
-                if first:
-                    await self.send_frame(first, keepalive)
+            held = await self.open_when_ready(items, kind, encoder, headers)
+            keepalive = self.start_keepalive()
+            if held:
+                await self.send_frame(held, keepalive)
             countdown = YIELD_EVERY
             async for item in items:
                 frame = encoder.item(item)
@@ -615,6 +565,43 @@ class Exchange:
             if keepalive is not None:
                 keepalive.abort()
             await _close(items)
+
+    async def open_when_ready(
+        self, items: Any, kind: Kind, encoder: StreamEncoder, headers: list[tuple[bytes, bytes]]
+    ) -> bytes:
+        """Open the stream; return the frames of the leading items still to send.
+
+        Leading role-only chunks are held back: an agent that fails at once, before its
+        first real chunk, still gets a proper 500. One that has to wait for it (a model
+        thinking) gets the stream opened after `OPEN_STREAM_AFTER`, so the client sees it
+        start; a failure after that is an error event in the stream.
+        """
+        pending: list[Any] = []
+        collecting = _collect_leading(items, pending)
+        try:
+            waiting = collecting.send(None)
+        except StopIteration:
+            _adopt_agent_model(encoder, kind, pending)
+            first = encoder.start() + b"".join(f for f in map(encoder.item, pending) if f)
+            await self.open_stream(headers, first, len(pending))
+            return b""
+        opener = Later(
+            OPEN_STREAM_AFTER,
+            lambda: self.open_stream(headers, encoder.start() + encoder.opening(), 1),
+        )
+        try:
+            await resume(collecting, waiting)
+        except BaseException:
+            collecting.close()
+            raise
+        finally:
+            opener.cancel()
+            if opener.task is not None:
+                await opener.task  # the stream was opened while the agent waited
+        if opener.task is None:
+            _adopt_agent_model(encoder, kind, pending)
+            await self.open_stream(headers, encoder.start(), 0)
+        return b"".join(f for f in map(encoder.item, pending) if f)
 
     async def open_stream(self, headers: list[tuple[bytes, bytes]], first: bytes, n: int) -> None:
         """Send the stream's headers and its first frames (`n` items' worth)."""
@@ -734,6 +721,30 @@ def _bad_header(response: Response) -> str | None:
 async def _aiter_of(items: list[Any]) -> Any:
     for item in items:
         yield item
+
+
+def _stream_items(
+    kind: Kind, value: Any, answer_id: str, created: int, model: str, encoder: StreamEncoder
+) -> Any:
+    """What the agent returned as an async iterator of stream items."""
+    if kind == Kind.TEXT:
+        return _aiter_of([value])
+    if kind in (Kind.COMPLETION, Kind.MESSAGE):
+        completion = completion_from_dict(kind, value, answer_id, created, model)
+        encoder.set_model(completion["model"])
+        return _aiter_of(completion_chunks(completion))
+    return iter_items(kind, value)
+
+
+def _adopt_agent_model(encoder: StreamEncoder, kind: Kind, pending: list[Any]) -> None:
+    """A stream of chunks names the model of its first chunk that has one."""
+    if kind in (Kind.COMPLETION, Kind.MESSAGE):
+        return
+    agent_model = next(
+        (i["model"] for i in pending if isinstance(i, dict) and i.get("model")), None
+    )
+    if agent_model:
+        encoder.set_model(agent_model)
 
 
 async def _collect_leading(items: Any, pending: list[Any]) -> None:

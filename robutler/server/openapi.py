@@ -30,6 +30,28 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
     }
 
 
+def _json_get(
+    summary: str,
+    operation_id: str,
+    description: str,
+    errors: dict[str, Any],
+    extra: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """An operation answering a JSON object (agent info, models), with its errors."""
+    ok = {
+        "description": description,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        **fields,
+        "responses": {"200": ok, **errors},
+        **extra,
+    }
+
+
 def add_agent_paths(
     schema: dict[str, Any], names: list[str], secured: bool, choices: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
@@ -88,69 +110,48 @@ def add_agent_paths(
                 },
                 **extra,
             },
-            "get": {
-                "summary": f"Endpoint info for agent {name}",
-                "operationId": f"chat_completions_info_{name}",
-                "responses": {
-                    "200": {
-                        "description": "Endpoint info",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    **info_errors,
-                },
-                **extra,
-            },
+            "get": _json_get(
+                f"Endpoint info for agent {name}",
+                f"chat_completions_info_{name}",
+                "Endpoint info",
+                info_errors,
+                extra,
+            ),
         }
         paths[f"/{name}"] = {
-            method: {
-                "summary": f"Agent {name}: info",
-                "operationId": f"agent_info_{name}_{method}",
-                "responses": {
-                    "200": {
-                        "description": "Agent info",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    **info_errors,
-                },
-                **extra,
-            }
+            method: _json_get(
+                f"Agent {name}: info",
+                f"agent_info_{name}_{method}",
+                "Agent info",
+                info_errors,
+                extra,
+            )
             for method in ("get", "post")
         }
         paths[f"/{name}/models"] = {
-            "get": {
-                "summary": f"Models list naming agent {name}",
-                "operationId": f"models_{name}",
-                "responses": {
-                    "200": {
-                        "description": "An OpenAI models list",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    **info_errors,
-                },
-                **extra,
-            }
+            "get": _json_get(
+                f"Models list naming agent {name}",
+                f"models_{name}",
+                "An OpenAI models list",
+                info_errors,
+                extra,
+            )
+        }
+        model_id = {
+            "name": "model_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string"},
         }
         paths[f"/{name}/models/{{model_id}}"] = {
-            "get": {
-                "summary": f"The model object of agent {name}",
-                "operationId": f"model_{name}",
-                "parameters": [
-                    {
-                        "name": "model_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "An OpenAI model object (its id is the agent's name)",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    **info_errors,
-                },
-                **extra,
-            }
+            "get": _json_get(
+                f"The model object of agent {name}",
+                f"model_{name}",
+                "An OpenAI model object (its id is the agent's name)",
+                info_errors,
+                extra,
+                parameters=[model_id],
+            )
         }
     return schema
 

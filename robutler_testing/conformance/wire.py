@@ -9,7 +9,6 @@ older ones sent through `httpx`, which has the same API.
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ try:
     import httpx2
 except ImportError:  # openai < 3 sends through httpx
     import httpx as httpx2  # type: ignore[no-redef]
+
+from ..sse import decode_sse
 
 __all__ = [
     "Exchange",
@@ -162,17 +163,5 @@ class RecordingAsyncTransport(httpx2.AsyncBaseTransport):
 
 
 def sse_data(body: bytes) -> list[str]:
-    """The `data:` payload of each SSE event in `body` (a plain parser for error streams)."""
-    events: list[str] = []
-    data: list[str] = []
-    for line in re.split(r"\r\n|\r|\n", body.decode("utf-8")):
-        if not line:
-            if data:
-                events.append("\n".join(data))
-                data = []
-        elif line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        events.append("\n".join(data))
-    return events
+    """The `data` of each SSE event in `body`, read by the harness's one SSE decoder."""
+    return [event.data for event in decode_sse(body)]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..sse import SSEDecoder, decode_sse
 from .plans import Expectation
 from .probe import Trace
 
@@ -39,27 +40,41 @@ class Folded:
 
 
 def fold_sse(body: bytes, problems: list[str]) -> Folded:
-    """Fold the complete `data:` events of an SSE body (problems go to `problems`)."""
+    """Fold the complete events of an SSE body (problems go to `problems`); an event the
+    body ends before its blank line is left out, as a client would."""
     out = Folded()
-    blocks = body.decode("utf-8", "replace").split("\n\n")[:-1]
-    for i, block in enumerate(blocks):
+    decoder = SSEDecoder()
+    events = decoder.feed(body)
+    problems += [problem.message for problem in decoder.problems]
+    for i, sse in enumerate(events):
         if out.done:
             problems.append(f"event {i} comes after data: [DONE]")
             break
-        if not block.startswith("data: "):
-            problems.append(f"event {i} is not a data event: {block[:60]!r}")
-            continue
-        payload = block[len("data: ") :]
-        if payload == "[DONE]":
+        if sse.data == "[DONE]":
             out.done = True
             continue
         try:
-            event = json.loads(payload)
+            event = sse.json()
         except ValueError:
-            problems.append(f"event {i} is not JSON: {payload[:60]!r}")
+            problems.append(f"event {i} is not JSON: {sse.data[:60]!r}")
+            continue
+        if not isinstance(event, dict):
+            problems.append(f"event {i} is not a JSON object: {sse.data[:60]!r}")
             continue
         _fold_event(out, event)
     return out
+
+
+def is_error_frame(frame: bytes) -> bool:
+    """Whether one SSE frame the server sent carries an error event (`{"error": ...}`)."""
+    for sse in decode_sse(frame):
+        try:
+            event = sse.json()
+        except ValueError:
+            continue
+        if isinstance(event, dict) and "error" in event:
+            return True
+    return False
 
 
 def _fold_event(out: Folded, event: dict[str, Any]) -> None:

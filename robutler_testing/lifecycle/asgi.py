@@ -9,118 +9,40 @@ from typing import Any
 
 from robutler.server import get_context
 
+from ..asgi import ASGIExchange
 from .checks import ClientView, check_isolation, check_request
 from .plans import RequestBatch, Scenario
 from .probe import GRACE_TURNS, Trace
 from .targets import Target, registered
 
 
-class _Exchange:
-    """One request driven by hand through an ASGI app by a client following a ClientPlan.
+def _exchange(trace: Trace, headers: Mapping[str, str] | None) -> ASGIExchange:
+    """The request of `trace`, with a client that follows its scenario's ClientPlan."""
+    plan = trace.scenario.client
+    return ASGIExchange(
+        trace.probe.asgi,
+        trace.path,
+        trace.body,
+        headers=trace.headers(headers),
+        leave_after=plan.frames if plan.kind == "close_after" else None,
+        vanish=plan.kind == "vanish",
+        buffer=plan.buffer if plan.kind == "never_read" else None,
+        lost_at_end=plan.kind == "lost_at_end",
+        grace_turns=GRACE_TURNS,
+        slow_writes=plan.slow_writes,
+        on_close=trace.client_closes,
+    )
 
-    Like uvicorn: once the client has gone, sends are dropped and `receive()` says
-    http.disconnect; it also says so once the response is complete. The trace hears when
-    the client closes its end.
-    """
 
-    def __init__(self, trace: Trace, headers: Mapping[str, str] | None) -> None:
-        body = trace.body
-        self.plan = trace.scenario.client
-        self.body = body
-        self.scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.4"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": trace.path,
-            "raw_path": trace.path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [
-                (k.encode("latin-1"), v.encode("latin-1")) for k, v in trace.headers(headers)
-            ]
-            + [(b"content-length", str(len(body)).encode()), (b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 80),
-            "state": {},
-        }
-        self.delivered: list[dict[str, Any]] = []
-        self.gone = self.plan.kind == "vanish"
-        self.complete = False
-        self.frames = 0
-        self.buffered = 0
-        self.ended = asyncio.Event()
-        self.stuck = asyncio.Event()
-        self.body_read = False
-        self.problems: list[str] = []
-        self.trace = trace
-        if self.gone:
-            self.ended.set()
-            trace.client_closes(complete=False)
-
-    def leave(self) -> None:
-        if not self.complete:
-            self.gone = True
-        self.ended.set()
-        self.trace.client_closes(self.complete)
-
-    async def receive(self) -> dict[str, Any]:
-        if not self.body_read and not self.gone:
-            self.body_read = True
-            if self.plan.kind == "close_after" and self.plan.frames == 0:
-                self.leave()
-            return {"type": "http.request", "body": self.body, "more_body": False}
-        await self.ended.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        if self.plan.slow_writes:
-            await asyncio.sleep(0)  # one loop turn, as on a server that queues its writes
-        kind = message.get("type")
-        body = bytes(message.get("body", b"")) if kind == "http.response.body" else b""
-        full = body and self.buffered + len(body) > self.plan.buffer
-        if self.plan.kind == "never_read" and not self.gone and full:
-            self.stuck.set()
-            await self.ended.wait()  # like uvicorn's drain(): until the client goes
-        final = kind == "http.response.body" and not message.get("more_body", False)
-        if self.plan.kind == "lost_at_end" and final and not self.gone:
-            self.leave()  # the connection drops while the last frame is on its way
-            for _ in range(GRACE_TURNS):
-                await asyncio.sleep(0)
-        if self.gone:
-            return
-        if self.complete:
-            self.problems.append(f"the app sent {kind} after the response was complete")
-            raise RuntimeError(f"Unexpected ASGI message {kind!r} after the response completed")
-        started = bool(self.delivered)
-        if (kind == "http.response.start") == started:
-            self.problems.append(f"the app sent {kind} out of order")
-            raise RuntimeError(f"Unexpected ASGI message {kind!r}")
-        self.delivered.append(message)
-        if kind != "http.response.body":
-            return
-        self.buffered += len(body)
-        if body:
-            self.frames += 1
-        if not message.get("more_body", False):
-            self.complete = True
-            self.ended.set()
-            self.trace.client_closes(complete=True)
-        elif self.plan.kind == "close_after" and self.frames >= self.plan.frames:
-            self.leave()
-
-    def view(self) -> ClientView:
-        view = ClientView(complete=self.complete, left=self.gone, problems=self.problems)
-        if self.delivered:
-            start = self.delivered[0]
-            view.status = int(start["status"])
-            view.headers = {
-                bytes(k).decode("latin-1").lower(): bytes(v).decode("latin-1")
-                for k, v in start.get("headers") or ()
-            }
-            view.body = b"".join(bytes(m.get("body", b"")) for m in self.delivered[1:])
-        return view
+def _view(exchange: ASGIExchange) -> ClientView:
+    return ClientView(
+        exchange.status,
+        exchange.headers,
+        exchange.body,
+        exchange.complete,
+        left=exchange.gone,
+        problems=exchange.problems,
+    )
 
 
 class _Cancel:
@@ -146,7 +68,7 @@ class _Cancel:
             uncancel()
 
 
-async def _bounded(awaitable: Awaitable[None], seconds: float, cancel: _Cancel) -> bool:
+async def _bounded(awaitable: Awaitable[object], seconds: float, cancel: _Cancel) -> bool:
     """Await in this very task (context changes stay visible); False after `seconds`.
 
     A cancellation ends the wait: one this driver asked for (`cancel`), or one the app
@@ -257,7 +179,7 @@ class ASGIRunner:
         return out
 
     async def _one(self, trace: Trace) -> ClientView:
-        exchange = _Exchange(trace, self.headers)
+        exchange = _exchange(trace, self.headers)
         was = get_context()
         cancel = _Cancel()
 
@@ -272,14 +194,10 @@ class ASGIRunner:
                 cancel("host")
 
         helpers = [asyncio.ensure_future(give_up_when_stuck())]
-        if exchange.plan.host_cancels:
+        if trace.scenario.client.host_cancels:
             helpers.append(asyncio.ensure_future(host()))
         try:
-            finished = await _bounded(
-                trace.probe.asgi(exchange.scope, exchange.receive, exchange.send),
-                self.timeout,
-                cancel,
-            )
+            finished = await _bounded(exchange.run(), self.timeout, cancel)
         except Exception as exc:  # the wrapper recorded it; the checks report it
             finished = True
             exchange.problems.append(f"the app raised {exc!r}")
@@ -288,14 +206,14 @@ class ASGIRunner:
                 helper.cancel()
             await asyncio.wait(helpers)
         exchange.leave()  # the client closes its end now, whatever it did
-        view = exchange.view()
+        view = _view(exchange)
         if not finished:
             view.problems.append(f"the request did not finish within {self.timeout} s")
         if get_context() is not was:
             view.problems.append("the request's context leaked into the code that sent it")
-        if not exchange.gone and exchange.delivered and not exchange.complete:
+        if not exchange.gone and exchange.sent and not exchange.complete:
             view.problems.append("the app returned without completing its answer")
-        if not exchange.gone and not exchange.delivered and finished:
+        if not exchange.gone and not exchange.sent and finished:
             view.problems.append("the app returned without answering")
         return view
 

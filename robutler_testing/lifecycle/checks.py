@@ -14,7 +14,7 @@ from typing import Any
 
 from robutler.server import StreamingWrapper
 
-from .answers import ClientView, answer_problems, prefix_problems
+from .answers import ClientView, answer_problems, is_error_frame, prefix_problems
 from .plans import (
     HANDLER_PRICE,
     HANDLER_REASON,
@@ -318,7 +318,7 @@ def _stream_facts(r: Request) -> tuple[str | None, bool, bool, list[SendRecord]]
     final = [rec for rec in r.trace.sends if rec.final]
     sent = any(rec.ok for rec in final)
     delivered = any(rec.ok and not rec.lost for rec in final)
-    errors = [rec for rec in r.trace.sends if rec.is_body and b'data: {"error"' in rec.body]
+    errors = [rec for rec in r.trace.sends if rec.is_body and is_error_frame(rec.body)]
     return fin.wrapper_status, sent, delivered, errors
 
 

@@ -92,6 +92,30 @@ def test_finalize_recorder_catches_a_server_that_finalizes_twice() -> None:
         recorder.assert_exactly_once()
 
 
+def test_finalize_recorder_catches_before_hooks_run_twice() -> None:
+    app = ServerBase(api_keys=["k"])
+
+    @app.agent("ok")
+    async def ok(messages: list[dict[str, Any]], stream: bool = False) -> str:
+        return "ok"
+
+    recorder = FinalizeRecorder(app)
+    with create_test_client(app) as client:
+        refused = client.post("/ok/chat/completions", json=BODY)  # before hooks never run
+        assert refused.status_code == 401
+        recorder.assert_exactly_once(expected_requests=1)
+        run_before = app.endpoint.hooks.run_before
+
+        async def twice(state: Any) -> None:  # a deliberately broken server
+            await run_before(state)
+            await run_before(state)
+
+        app.endpoint.hooks.run_before = twice  # type: ignore[method-assign]
+        client.post("/ok/chat/completions", json=BODY, headers={"authorization": "Bearer k"})
+    with pytest.raises(AssertionError, match="before_request ran 2 times"):
+        recorder.assert_exactly_once()
+
+
 def test_finalize_recorder_catches_finalize_before_stream_end() -> None:
     app = ServerBase()
 
@@ -380,6 +404,6 @@ def test_validator_and_recorder_failures_show_the_users_line_not_ours(tmp_path: 
     assert "5 failed" in out, out
     for name in ("completion", "chunk", "stream", "recorder", "mock"):
         assert f"USER-LINE-{name}" in out, f"{name}: the user's line is not shown\n{out}"
-    for module in ("validators.py", "recorder.py", "mock_openai.py"):
-        assert f"robutler_testing/{module}:" not in out, f"{module}'s frames are shown\n{out}"
+    for module in ("validators.py:", "recorder.py:", "sse.py:", "mock_openai/"):
+        assert f"robutler_testing/{module}" not in out, f"{module}'s frames are shown\n{out}"
     assert "does not conform to the OpenAI wire format" in out

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -19,7 +20,16 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from robutler_testing.mock_openai import BlockedRequestError, ToolCall, mock_openai
+from robutler_testing.mock_openai import (
+    BlockedRequestError,
+    ErrorReply,
+    Match,
+    OutputReply,
+    ToolCall,
+    compat,
+    mock_openai,
+)
+from robutler_testing.sse import decode_sse
 
 weather_calls: list[str] = []
 
@@ -36,7 +46,7 @@ def weather_agent() -> Agent[Any]:
 
 
 def sse_data(text: str) -> list[str]:
-    return [line[6:] for line in text.splitlines() if line.startswith("data: ")]
+    return [event.data for event in decode_sse(text)]
 
 
 # -- Agents SDK, Responses API -------------------------------------------------------------
@@ -131,6 +141,97 @@ async def test_several_tool_calls_in_one_reply() -> None:
     assert sorted(outputs) == ["Sunny in Oslo", "Sunny in Paris"]
 
 
+# -- matched replies -----------------------------------------------------------------------
+
+
+async def test_concurrent_agents_get_their_own_matched_replies() -> None:
+    weather_calls.clear()
+    with mock_openai() as upstream:
+        # Scripted in the other order than the agents start: served in order, the Paris
+        # agent would get Oslo's tool call.
+        upstream.add_tool_call("get_weather", {"city": "Oslo"}, match=Match(input="Oslo?"))
+        upstream.add_text("Rainy in Oslo.", match=Match(input=re.compile(r"Oslo\?$", re.M)))
+        upstream.add_tool_call("get_weather", {"city": "Paris"}, match=Match(input="Paris?"))
+        upstream.add_text("Sunny in Paris.", match=lambda call: "Paris?" in call.text)
+        paris, oslo = await asyncio.gather(
+            Runner.run(weather_agent(), "Paris?"), Runner.run(weather_agent(), "Oslo?")
+        )
+        upstream.assert_all_used()
+
+    assert (paris.final_output, oslo.final_output) == ("Sunny in Paris.", "Rainy in Oslo.")
+    assert sorted(weather_calls) == ["Oslo", "Paris"]
+    for call in upstream.calls:  # each agent's calls got its own city's replies
+        city = "Paris" if "Paris?" in call.text else "Oslo"
+        assert call.reply is not None and city in call.reply, (call.text, call.reply)
+    assert sum("Sunny in Paris" in c.text for c in upstream.calls) == 1  # the tool's output
+
+
+async def test_matched_by_model_before_the_queue() -> None:
+    with mock_openai() as upstream:
+        upstream.add_text("Hello.")
+        upstream.add_text("Bonjour.", match=Match(model="gpt-fr"))
+        french = await Runner.run(Agent(name="fr", model="gpt-fr"), "Salut")
+        english = await Runner.run(Agent(name="en", model="gpt-en"), "Hi")
+    assert (french.final_output, english.final_output) == ("Bonjour.", "Hello.")
+
+
+def test_a_call_no_matched_reply_accepts_is_reported_with_what_it_sent() -> None:
+    with mock_openai(max_retries=0, strict=False) as upstream:
+        upstream.add_text("for Oslo", match=Match(input="Oslo"))
+        assert "(match Match(input='Oslo'))" in upstream.pending[0]
+        with pytest.raises(openai.InternalServerError, match="none of the 1 matched"):
+            upstream.client().responses.create(model="m", input="Paris")
+        assert upstream.pending == ["text 'for Oslo' (match Match(input='Oslo'))"]
+        assert "input 'Paris'" in upstream.unexpected[0]
+
+
+def test_a_match_callable_that_raises_is_reported() -> None:
+    def broken(call: Any) -> bool:
+        raise KeyError("oops")
+
+    with mock_openai(max_retries=0, strict=False) as upstream:
+        upstream.add_text("never", match=broken)
+        with pytest.raises(openai.InternalServerError, match="match= callable raised"):
+            upstream.client().responses.create(model="m", input="x")
+    assert "KeyError('oops')" in upstream.unexpected[0]
+
+
+def test_typed_replies_and_bad_matches() -> None:
+    with mock_openai(max_retries=0) as upstream:
+        upstream.add(OutputReply(("typed ", "reply")))
+        upstream.add(ErrorReply(418, "teapot", "invalid_request_error"), match=Match(model="tea"))
+        client = upstream.client()
+        assert client.responses.create(model="m", input="x").output_text == "typed reply"
+        with pytest.raises(openai.APIStatusError, match="teapot") as caught:
+            client.responses.create(model="tea", input="x")
+        assert caught.value.status_code == 418
+    with pytest.raises(TypeError, match=r"match= takes a Match\(model=..., input=...\)"):
+        mock_openai().add_text("x", match="Paris")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Match\\(\\) needs model"):
+        Match()
+
+
+# -- the private names of other libraries -------------------------------------------------
+
+
+def test_the_private_names_mock_openai_relies_on_are_still_there() -> None:
+    moved = compat.missing()
+    assert not moved, (
+        f"mock_openai relies on private names this openai / agents release moved: {moved}; "
+        "update robutler_testing/mock_openai/compat.py"
+    )
+
+
+def test_a_moved_private_name_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(_openai_shared, "get_default_openai_client")
+    name = "agents.models._openai_shared.get_default_openai_client"
+    assert compat.missing() == [name]
+    before = os.environ.get("OPENAI_BASE_URL")
+    with pytest.raises(compat.CompatError, match=re.escape(name)), mock_openai():
+        pass
+    assert os.environ.get("OPENAI_BASE_URL") == before  # what it had changed is undone
+
+
 # -- Agents SDK, Chat Completions ----------------------------------------------------------
 
 
@@ -213,7 +314,7 @@ def test_wire_format_parses_with_the_official_types() -> None:
         chat = http.post("/chat/completions", json={"model": "m", "messages": []})
 
     parsed = [events.validate_python(json.loads(d)) for d in sse_data(streamed.text)]
-    names = [line[7:] for line in streamed.text.splitlines() if line.startswith("event: ")]
+    names = [event.event for event in decode_sse(streamed.text)]
     assert names == [e.type for e in parsed]
     assert [e.sequence_number for e in parsed] == list(range(len(parsed)))
     assert "response.function_call_arguments.done" in names
