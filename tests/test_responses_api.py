@@ -456,7 +456,7 @@ def test_finalize_runs_once_with_the_streams_outcome(outcome: str) -> None:
 
     body = json.dumps({"input": "hi", "stream": True}).encode()
     cut = 4 if outcome == "disconnected" else None
-    call = asyncio.run(ASGICall(app, "/agent/responses", body, disconnect_after=cut).run())
+    call = asyncio.run(ASGICall(app, "/agent/responses", body, leave_after=cut).run())
     assert call.status == 200
     assert len(finals) == 1
     assert isinstance(finals[0], StreamingWrapper) and finals[0].status == outcome
