@@ -67,7 +67,7 @@ class Cores:
         """Server and load on all the cores this run has (for several server workers)."""
         if self.server is None:
             return Cores()
-        every = ",".join(str(c) for c in sorted({self.server, self.load}, key=str))
+        every = ",".join(sorted({str(self.server), str(self.load)}))
         return Cores(server=every, load=every)
 
     def prefix(self, core: int | str | None) -> list[str]:
@@ -75,7 +75,7 @@ class Cores:
 
     def pin_self(self) -> None:
         """Keep this orchestrating process off the server's core."""
-        if self.load is not None:
+        if isinstance(self.load, int):
             os.sched_setaffinity(0, {self.load})
 
 

@@ -56,7 +56,7 @@ def _chunk(cid: str, created: int, delta: dict[str, Any], finish: str | None, **
     return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
 
 
-async def _sse(cid: str, created: int, items: list[dict[str, str]]) -> AsyncIterator[str]:
+async def _sse(cid: str, created: int, items: list[Any]) -> AsyncIterator[str]:
     result = Runner.run_streamed(agent, items)
     yield _chunk(cid, created, {"role": "assistant", "content": ""}, None)
     try:
@@ -76,7 +76,7 @@ async def _sse(cid: str, created: int, items: list[dict[str, str]]) -> AsyncIter
 @app.post("/bench/chat/completions")
 async def chat(request: ChatRequest) -> Any:
     """Chat Completions through the Agents SDK, JSON or SSE."""
-    items = [{"role": m.role, "content": m.content} for m in request.messages]
+    items: list[Any] = [{"role": m.role, "content": m.content} for m in request.messages]
     cid = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if request.stream:
