@@ -18,9 +18,12 @@ Each runs its apps interleaved, their order rotating every round, like `bench.th
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import signal
 import statistics
+import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -73,11 +76,13 @@ def slow_round(app: App, cores: Cores, streams: int, rate: float) -> dict[str, A
     """One app, one fresh server: a probe alone for a second, then `streams` slow streams."""
     server = Server(app, cores)
     server.start()
+    spawned: list[subprocess.Popen[str]] = []
     try:
         port = str(server.port)
         run_client(cores, "load", "--port", port, "--streams", "20", "--deltas", "2",
                    module=STREAMS, timeout=60)  # fmt: skip
         probe = spawn_client(cores, "probe", "--port", port, "--max-seconds", "300", module=STREAMS)
+        spawned.append(probe)
         time.sleep(1.0)  # the probe's samples with no load
         counted = finalized(server) if app.key == "c" else None
         before = server.rss()
@@ -85,14 +90,13 @@ def slow_round(app: App, cores: Cores, streams: int, rate: float) -> dict[str, A
             cores, "load", "--port", port, "--streams", str(streams), "--rate", str(rate),
             "--deltas", str(SLOW_DELTAS), "--timeout", "240", module=STREAMS,
         )  # fmt: skip
+        spawned.append(load)
         rss: list[tuple[float, float]] = [(time.monotonic(), before)]
         deadline = time.monotonic() + 300
         while load.poll() is None and time.monotonic() < deadline:
             rss.append((time.monotonic(), server.rss()))
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 load.wait(timeout=0.05)  # the RSS sampling interval
-            except Exception:
-                continue
         if load.poll() is None:
             load.kill()
         out, err = load.communicate(timeout=30)
@@ -115,6 +119,10 @@ def slow_round(app: App, cores: Cores, streams: int, rate: float) -> dict[str, A
                 "expected": streams,
             }
     finally:
+        for proc in spawned:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
         server.stop()
     return summarize_slow(result, samples, rss, before, exact)
 
@@ -286,8 +294,6 @@ class Served(Server):
     workers: int = 1
 
     def command(self) -> list[str]:
-        import sys
-
         return [
             sys.executable, "-m", "robutler", "serve", self.app.target, "--host", HOST,
             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
