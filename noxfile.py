@@ -93,15 +93,17 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Load benchmarks (benchmarks/): robutler against hand-written FastAPI and raw ASGI.
+    """Load benchmarks (benchmarks/): robutler against hand-written FastAPI and raw ASGI,
+    and the production workloads (many slow streams, the Agents SDK, workers).
 
-    Installs wrk with apt-get when it is missing. `-- --quick` for a short run (~2 min);
-    `-- --profile c [--workload stream100]` profiles an app with py-spy instead.
+    Installs wrk with apt-get when it is missing. `-- --quick` for a short run (~4 min);
+    `-- --only slow,sdk` for some workloads; `-- --profile c [--workload stream100]`
+    profiles an app with py-spy instead.
     """
     import os
     import shutil
 
-    _install(session, ".")
+    _install(session, ".[agents]")
     if "--profile" in session.posargs:
         session.install("py-spy")
     if shutil.which("wrk") is None:

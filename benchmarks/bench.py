@@ -1,13 +1,16 @@
-"""Run the benchmark: four apps, interleaved rounds, medians, one table, one JSON file.
+"""Run the benchmark: the apps, interleaved rounds, medians, the tables, one JSON file.
 
-    python -m benchmarks.bench            # the full run (about 12 minutes on 2 cores)
-    python -m benchmarks.bench --quick    # a short run (about 2 minutes)
+    python -m benchmarks.bench            # the full run (about 20 minutes on 2 cores)
+    python -m benchmarks.bench --quick    # a short run (about 4 minutes)
+    python -m benchmarks.bench --only slow,sdk   # some of the workloads
     python -m benchmarks.bench --profile c --workload nonstream   # py-spy profile of (c)
 
 The apps (see benchmarks/apps/): (a) raw ASGI, (b) FastAPI by hand, (c) robutler with one
 async before_request and one async finalize_request hook, (c0) robutler without hooks.
 Each runs under its own uvicorn (one worker, httptools, uvloop, no access log) pinned to
-one core; wrk and the Python clients run pinned to the other.
+one core; wrk and the Python clients run pinned to the other. The workloads that look
+like production (many slow streams, the Agents SDK, `robutler serve --workers 2`) are in
+`production.py`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
+from benchmarks import production, report
 from benchmarks.client import RESPONSES_PATH, request_body, responses_body
 from benchmarks.harness import (
     APPS,
@@ -51,11 +54,31 @@ class Plan:
     ttfb_requests: int
     rss_requests: int
     huge_stream: int
+    slow_streams: int  # concurrent slow streams
+    slow_rounds: int
+    slow_rate: float = 2500.0  # slow streams opened a second
     warmup_seconds: int = 1
 
 
-FULL = Plan(rounds=5, seconds=8, ttfb_requests=500, rss_requests=100_000, huge_stream=1_000_000)
-QUICK = Plan(rounds=2, seconds=3, ttfb_requests=200, rss_requests=20_000, huge_stream=200_000)
+FULL = Plan(
+    rounds=5,
+    seconds=8,
+    ttfb_requests=500,
+    rss_requests=100_000,
+    huge_stream=1_000_000,
+    slow_streams=5_000,
+    slow_rounds=3,
+)
+QUICK = Plan(
+    rounds=2,
+    seconds=3,
+    ttfb_requests=200,
+    rss_requests=20_000,
+    huge_stream=200_000,
+    slow_streams=1_000,
+    slow_rounds=2,
+)
+SECTIONS = ("core", "slow", "sdk", "workers")
 
 # (workload, connections, chunks, stream, its server-CPU figure)
 THROUGHPUT = (
@@ -313,8 +336,10 @@ def warm_up(servers: dict[str, Server], plan: Plan) -> None:
             )
 
 
-def run(plan: Plan, quick: bool, out_dir: Path) -> dict[str, Any]:
-    """The whole benchmark; returns what is written to the JSON file."""
+def run(
+    plan: Plan, quick: bool, out_dir: Path, sections: tuple[str, ...] = SECTIONS
+) -> dict[str, Any]:
+    """The whole benchmark (or its `sections`); returns what is written to the JSON file."""
     ensure_wrk()
     cores = Cores.detect()
     cores.pin_self()
@@ -325,9 +350,46 @@ def run(plan: Plan, quick: bool, out_dir: Path) -> dict[str, Any]:
         "plan": asdict(plan),
         "machine": machine(cores),
         "apps": {a.key: {"label": a.label, "target": a.target} for a in APPS},
+        "sections": list(sections),
         "loadavg": {"start": loadavg()},
     }
     log(f"{result['mode']} run on {result['machine']['cpu']}, pinning {cores}")
+    figures: dict[str, Any] = {}
+    if "core" in sections:
+        core(plan, cores, result, figures)
+    if "slow" in sections:
+        log(
+            f"many slow streams: {plan.slow_rounds} rounds of {plan.slow_streams:,} streams "
+            f"({production.SLOW_DELTAS} deltas, 250 ms apart), a fresh server each"
+        )
+        slow = production.slow_streams(cores, plan.slow_rounds, plan.slow_streams, plan.slow_rate)
+        result["slow_streams"] = slow["rounds"]
+        figures.update(slow["figures"])
+    if "sdk" in sections:
+        log(f"Agents SDK end to end: {plan.rounds} rounds of {plan.seconds}s per app and workload")
+        figures.update(production.agents_sdk(cores, plan.rounds, plan.seconds)["figures"])
+    if "workers" in sections:
+        log(f"robutler serve, 1 worker and --workers 2: {plan.rounds} rounds of {plan.seconds}s")
+        figures.update(
+            production.workers(cores, plan.rounds, plan.seconds, NON_STREAM_CHUNKS)["figures"]
+        )
+    result["rounds"] = figures
+    result["medians"] = {
+        w: {k: statistics.median(v) for k, v in f.items() if v} for w, f in figures.items()
+    }
+    result["loadavg"]["end"] = loadavg()
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    result["targets"] = report.targets(result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = out_dir / f"bench-{stamp}{'-quick' if quick else ''}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    result["path"] = str(path)
+    return result
+
+
+def core(plan: Plan, cores: Cores, result: dict[str, Any], figures: dict[str, Any]) -> None:
+    """The four apps on the JSON and stream workloads: throughput, CPU, TTFB, memory."""
     servers = {app.key: Server(app, cores) for app in APPS}
     try:
         for server in servers.values():
@@ -341,7 +403,7 @@ def run(plan: Plan, quick: bool, out_dir: Path) -> dict[str, Any]:
         log(f"memory over {plan.rss_requests:,} requests")
         result["memory_requests"] = memory_over_requests(servers, plan)
         log(f"throughput: {plan.rounds} rounds of {plan.seconds}s per app and workload")
-        figures: dict[str, Any] = throughput(servers, plan, sizes)
+        figures.update(throughput(servers, plan, sizes))
         log("time to first byte")
         figures["ttfb_ms"] = time_to_first_byte(servers, cores, plan)
         log(f"memory during one {plan.huge_stream:,}-chunk stream")
@@ -349,24 +411,17 @@ def run(plan: Plan, quick: bool, out_dir: Path) -> dict[str, Any]:
     finally:
         for server in servers.values():
             server.stop()
-    result["rounds"] = figures
-    result["medians"] = {
-        w: {k: statistics.median(v) for k, v in f.items()} for w, f in figures.items()
-    }
-    result["loadavg"]["end"] = loadavg()
-    result["elapsed_s"] = round(time.monotonic() - started, 1)
-    result["targets"] = report.targets(result)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = out_dir / f"bench-{stamp}{'-quick' if quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    result["path"] = str(path)
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="robutler load benchmark")
-    parser.add_argument("--quick", action="store_true", help="a short run (~2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="a short run (~4 minutes)")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated workloads to run, of {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument("--streams", type=int, help="override the number of slow streams")
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--seconds", type=int, help="override the seconds per wrk run")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="JSON output folder")
@@ -384,15 +439,17 @@ def main(argv: list[str] | None = None) -> int:
             ["--app", args.profile, "--workload", args.workload, "--out", str(args.out), *seconds]
         )
     plan = QUICK if args.quick else FULL
-    if args.rounds or args.seconds:
-        plan = Plan(
-            rounds=args.rounds or plan.rounds,
-            seconds=args.seconds or plan.seconds,
-            ttfb_requests=plan.ttfb_requests,
-            rss_requests=plan.rss_requests,
-            huge_stream=plan.huge_stream,
-        )
-    result = run(plan, args.quick, args.out)
+    plan = replace(
+        plan,
+        rounds=args.rounds or plan.rounds,
+        seconds=args.seconds or plan.seconds,
+        slow_streams=args.streams or plan.slow_streams,
+    )
+    sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown or not sections:
+        parser.error(f"--only takes some of {','.join(SECTIONS)}, got {args.only!r}")
+    result = run(plan, args.quick, args.out, sections)
     print()
     print(report.markdown(result))
     print(f"\nwritten to {result['path']} in {result['elapsed_s']:.0f}s")

@@ -44,10 +44,13 @@ APPS = (
 
 @dataclass
 class Cores:
-    """Which cores the server and the load generator are pinned to, if any."""
+    """Which cores the server and the load generator are pinned to, if any.
 
-    server: int | None = None
-    load: int | None = None
+    A core is a number, or a `taskset` list such as "0,1" (`shared()`: both on every core).
+    """
+
+    server: int | str | None = None
+    load: int | str | None = None
 
     @classmethod
     def detect(cls) -> Cores:
@@ -60,12 +63,19 @@ class Cores:
             return cls(server=allowed[0], load=allowed[1])
         return cls()
 
-    def prefix(self, core: int | None) -> list[str]:
+    def shared(self) -> Cores:
+        """Server and load on all the cores this run has (for several server workers)."""
+        if self.server is None:
+            return Cores()
+        every = ",".join(sorted({str(self.server), str(self.load)}))
+        return Cores(server=every, load=every)
+
+    def prefix(self, core: int | str | None) -> list[str]:
         return ["taskset", "-c", str(core)] if core is not None else []
 
     def pin_self(self) -> None:
         """Keep this orchestrating process off the server's core."""
-        if self.load is not None:
+        if isinstance(self.load, int):
             os.sched_setaffinity(0, {self.load})
 
 
@@ -97,7 +107,11 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Server:
-    """A uvicorn process serving one app: one worker, httptools, uvloop, no access log."""
+    """A uvicorn process serving one app: one worker, httptools, uvloop, no access log.
+
+    `on` says which core it is pinned to (default: `cores.server`), `env` adds to its
+    environment, `args` to uvicorn's command line.
+    """
 
     app: App
     cores: Cores
@@ -105,11 +119,12 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
     env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    on: int | str | None = -1
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.port = free_port()
-        cmd = [
-            *self.cores.prefix(self.cores.server),
+    def command(self) -> list[str]:
+        """The command that serves the app on `self.port`."""
+        return [
             sys.executable,
             "-m",
             "uvicorn",
@@ -130,7 +145,13 @@ class Server:
             "warning",
             "--app-dir",
             str(ROOT),
+            *self.args,
         ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.port = free_port()
+        core = self.cores.server if self.on == -1 else self.on
+        cmd = [*self.cores.prefix(core), *self.command()]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
@@ -139,10 +160,10 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.app.label} exited at start:\n{self.log.read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.5):
+            if _answers_http(self.port):
                 return
             time.sleep(0.05)  # waiting for the server to listen, not pacing any load
-        raise RuntimeError(f"{self.app.label} did not listen within {timeout}s")
+        raise RuntimeError(f"{self.app.label} did not answer within {timeout}s")
 
     @property
     def pid(self) -> int:
@@ -153,7 +174,7 @@ class Server:
         return rss_mb(self.pid)
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        return tree_cpu_seconds(self.pid)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server; SIGINT lets its atexit handlers run (uvicorn re-raises SIGTERM)."""
@@ -165,6 +186,24 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def _answers_http(port: int) -> bool:
+    """Whether something on `port` answers an HTTP request (any status) within a second."""
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), 1.0) as sock:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        return sock.recv(16).startswith(b"HTTP/1.1 ")
+    return False
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and its children (a server with workers)."""
+    total = cpu_seconds(pid)
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as f:
+        for child in f.read().split():
+            with contextlib.suppress(OSError):
+                total += tree_cpu_seconds(int(child))
+    return total
 
 
 def run_wrk(
@@ -222,9 +261,11 @@ def run_wrk(
     raise RuntimeError(f"wrk printed no summary:\n{''.join(lines)}\n{stderr}")
 
 
-def run_client(cores: Cores, *args: str, timeout: float = 900.0) -> dict[str, Any]:
-    """Run `python -m benchmarks.client ARGS` on the load core and return its JSON."""
-    cmd = [*cores.prefix(cores.load), sys.executable, "-m", "benchmarks.client", *args]
+def run_client(
+    cores: Cores, *args: str, timeout: float = 900.0, module: str = "benchmarks.client"
+) -> dict[str, Any]:
+    """Run `python -m MODULE ARGS` on the load core and return its JSON."""
+    cmd = [*cores.prefix(cores.load), sys.executable, "-m", module, *args]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"client {args[0]} failed:\n{done.stderr}")
@@ -232,9 +273,11 @@ def run_client(cores: Cores, *args: str, timeout: float = 900.0) -> dict[str, An
     return result
 
 
-def spawn_client(cores: Cores, *args: str) -> subprocess.Popen[str]:
-    """Start `python -m benchmarks.client ARGS` on the load core; the caller waits for it."""
-    cmd = [*cores.prefix(cores.load), sys.executable, "-m", "benchmarks.client", *args]
+def spawn_client(
+    cores: Cores, *args: str, module: str = "benchmarks.client"
+) -> subprocess.Popen[str]:
+    """Start `python -m MODULE ARGS` on the load core; the caller waits for it."""
+    cmd = [*cores.prefix(cores.load), sys.executable, "-m", module, *args]
     return subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

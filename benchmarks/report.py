@@ -32,6 +32,26 @@ RESPONSES_FIGURES = (
 MAX_HOOK_COST = 0.10
 MAX_RESPONSES_COST = 0.10
 MAX_GROWTH_MB = 10.0
+MIN_WORKERS_SPEEDUP = 1.4  # 2 workers on 2 cores, wrk taking its share
+
+# The production workloads: (figure, label, reference key, robutler key, higher is better,
+# the target's bound on robutler / reference or None for a row that gives context).
+PRODUCTION = (
+    ("slow_rss_kib", "server RSS per open slow stream, KiB", "b", "c", False, 1.0),
+    ("slow_health_ms", "`/health` while the slow streams are open, ms (p50)", "b", "c", False, 1.5),
+    ("idle_health_ms", "`/health` with no load, ms (p50)", "b", "c", False, None),
+    ("slow_ttfb_ms", "time to first SSE byte while the slow streams are open, ms (median)",
+     "b", "c", False, 1.5),
+    ("idle_ttfb_ms", "time to first SSE byte with no load, ms (median)", "b", "c", False, 1.0),
+    ("slow_duration_s", "a slow stream from first to last byte, s (median; 4.75 on time)",
+     "b", "c", False, None),
+    ("sdk_json_rps", "Agents SDK agent with one tool, JSON, req/s", "sb", "s", True, 0.95),
+    ("sdk_stream_rps", "Agents SDK agent with one tool, streamed, req/s", "sb", "s", True, 0.95),
+    ("sdk_json_cpu_us", "server CPU per SDK JSON request, µs", "sb", "s", False, None),
+    ("sdk_stream_cpu_us", "server CPU per SDK stream, µs", "sb", "s", False, None),
+    ("workers_rps", "JSON completion through `robutler serve`, req/s: 1 worker, `--workers 2`",
+     "w1", "w2", True, MIN_WORKERS_SPEEDUP),
+)  # fmt: skip
 
 
 def _num(value: float) -> str:
@@ -47,7 +67,13 @@ def _cell(value: float, a: float, b: float) -> str:
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of the issue with what was measured and whether it holds."""
+    """Each target of the issues with what was measured and whether it holds."""
+    out = core_targets(result) if "memory_requests" in result else []
+    return out + production_targets(result)
+
+
+def core_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the four apps' workloads."""
     med = result["medians"]
     out: list[dict[str, Any]] = []
     for figure, label, _ in FIGURES[:3]:
@@ -96,8 +122,126 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _ratio(med: dict[str, Any], figure: str, ref: str, rob: str) -> float | None:
+    values = med.get(figure, {})
+    if ref not in values or rob not in values or not values[ref]:
+        return None
+    return float(values[rob] / values[ref])
+
+
+def slow_intact(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Streams intact per app over all rounds, and robutler's finalize counts."""
+    rounds = result.get("slow_streams")
+    if not rounds:
+        return None
+    out: dict[str, Any] = {}
+    for key, summaries in rounds.items():
+        out[key] = {
+            "intact": sum(r["intact"] for r in summaries),
+            "streams": sum(r["streams"] for r in summaries),
+            "max_open": min(r["max_open"] for r in summaries),
+        }
+        fins = [r["finalize"] for r in summaries if r["finalize"]]
+        if fins:
+            out[key]["exact"] = all(f["finalized"] == f["expected"] == f["completed"] for f in fins)
+            out[key]["finalized"] = sum(f["finalized"] for f in fins)
+            out[key]["completed"] = sum(f["completed"] for f in fins)
+    return out
+
+
+def production_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of the production workloads that ran."""
+    med = result["medians"]
+    out: list[dict[str, Any]] = []
+    intact = slow_intact(result)
+    if intact:
+        n = result["plan"]["slow_streams"]
+        rob = intact["c"]
+        out.append(
+            {
+                "target": f"{n:,} slow streams: every stream intact (both apps), robutler's "
+                "finalize ran once per stream and saw it completed",
+                "measured": f"b {intact['b']['intact']:,}/{intact['b']['streams']:,}, c "
+                f"{rob['intact']:,}/{rob['streams']:,} intact; finalize {rob['finalized']:,} "
+                f"({rob['completed']:,} completed)",
+                "holds": all(v["intact"] == v["streams"] for v in intact.values())
+                and bool(rob.get("exact")),
+            }
+        )
+    for figure, label, ref, rob_key, higher, bound in PRODUCTION:
+        ratio = _ratio(med, figure, ref, rob_key)
+        if ratio is None or bound is None:
+            continue
+        sign = ">=" if higher else "<="
+        measured = f"{ratio:.2f}x"
+        if figure.startswith("sdk_") and figure.endswith("_rps"):
+            cpu = _ratio(med, figure.replace("_rps", "_cpu_us"), ref, rob_key)
+            if cpu is not None:
+                measured += f" (server CPU per request {cpu - 1:+.1%})"
+        if figure == "slow_health_ms":
+            idle = _ratio(med, "idle_health_ms", ref, rob_key)
+            if idle is not None:
+                measured += f" (with no load {idle:.2f}x)"
+        whom = "one worker" if ref == "w1" else f"({ref})"
+        out.append(
+            {
+                "target": f"{label}: robutler {sign} {bound:g}x {whom}",
+                "measured": measured,
+                "holds": ratio >= bound if higher else ratio <= bound,
+            }
+        )
+    return out
+
+
+def production_table(result: dict[str, Any]) -> list[str]:
+    """The production workloads' rows: reference, robutler, their ratio."""
+    med = result["medians"]
+    labels = {
+        "b": "(b) FastAPI by hand",
+        "c": "(c) robutler + hooks",
+        "sb": "FastAPI + Runner by hand",
+        "s": "robutler Server",
+        "w1": "1 worker",
+        "w2": "--workers 2",
+    }
+    rows = []
+    intact = slow_intact(result)
+    if intact:
+        b, c = intact["b"], intact["c"]
+        rows.append(
+            f"| {result['plan']['slow_streams']:,} slow streams of 20 deltas 250 ms apart: "
+            f"intact over all rounds (fewest open at once) | (b) {b['intact']:,}/{b['streams']:,}"
+            f" ({b['max_open']:,}) | (c) {c['intact']:,}/{c['streams']:,} ({c['max_open']:,}),"
+            f" finalize {c['finalized']:,} | |"
+        )
+    for figure, label, ref, rob, higher, _ in PRODUCTION:
+        values = med.get(figure)
+        if not values or ref not in values or rob not in values:
+            continue
+        suffix = "" if higher else " (lower is better)"
+        rows.append(
+            f"| {label}{suffix} | {labels[ref]} {_num(values[ref])} | {labels[rob]} "
+            f"{_num(values[rob])} | {values[rob] / values[ref]:.2f}x |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "| production workload | reference | robutler | ratio |",
+        "|---|---|---|---|",
+        *rows,
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The results table, the targets table and the machine, as markdown."""
+    """The results tables, the targets table and the machine, as markdown."""
+    lines = core_table(result) if "memory_requests" in result else []
+    lines += production_table(result)
+    return "\n".join([*lines, *closing(result)]).lstrip("\n")
+
+
+def core_table(result: dict[str, Any]) -> list[str]:
+    """The four apps' rows."""
     med = result["medians"]
     apps = result["apps"]
     plan = result["plan"]
@@ -126,7 +270,13 @@ def markdown(result: dict[str, Any]) -> str:
             for k in KEYS
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "| target | measured | holds |", "|---|---|---|"]
+    return lines
+
+
+def closing(result: dict[str, Any]) -> list[str]:
+    """The targets table and what the run was, on what."""
+    plan = result["plan"]
+    lines = ["", "| target | measured | holds |", "|---|---|---|"]
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['holds'] else 'NO'} |")
     m = result["machine"]
@@ -138,11 +288,19 @@ def markdown(result: dict[str, Any]) -> str:
     )
     pkgs = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
     load = result["loadavg"]
+    slow = ""
+    if result.get("slow_streams"):
+        slow = (
+            f" Slow streams: {plan['slow_rounds']} rounds of {plan['slow_streams']:,} streams "
+            f"opened {plan['slow_rate']:,.0f} a second, a fresh server per app and round."
+        )
     lines += [
         "",
-        f"{result['mode']} run, {plan['rounds']} interleaved rounds of {plan['seconds']}s per "
-        f"app and workload, medians; ratios are to (b) and to (a). Started {result['started']}.",
+        f"{result['mode']} run ({', '.join(result.get('sections', ['core']))}), "
+        f"{plan['rounds']} interleaved rounds of {plan['seconds']}s per app and workload, "
+        f"medians; ratios are to (b) and to (a), in the production table to the reference."
+        f"{slow} Started {result['started']}.",
         f"Machine: {m['cpu']}, {m['cores']} cores ({pinned}), {m['python']}, {m['wrk']}; {pkgs}.",
         f"Load average at start {load['start']}, at end {load.get('end')}.",
     ]
-    return "\n".join(lines)
+    return lines

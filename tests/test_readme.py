@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
+from typing import Any
 
 from helpers import run_downstream_tests
 
@@ -65,3 +67,192 @@ def test_readme_pricing_example_answers_and_is_charged() -> None:
 
 def test_readme_documents_what_finalize_gets_when_a_json_client_left() -> None:
     assert "status code 499" in README and "ConnectionResetError" in README
+
+
+# "Running in production": what finalize sees, and the headers nginx needs --------------------
+
+
+def finalize_outcomes() -> dict[str, list[str]]:
+    """The README's table of what finalize sees: outcome -> its other cells."""
+    text = README.split("<!-- finalize-outcomes -->\n", 1)[1]
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _row(outcome: str) -> list[str]:
+    rows = finalize_outcomes()
+    found = [cells for name, cells in rows.items() if name.startswith(outcome)]
+    assert len(found) == 1, f"the README's finalize table has no row {outcome!r}: {list(rows)}"
+    return found[0]
+
+
+def _says(cell: str, response: Any) -> None:
+    """The README cell describes `response` as finalize got it."""
+    from robutler.server import StreamingWrapper
+
+    if isinstance(response, StreamingWrapper):
+        assert f'`"{response.status}"`' in cell, (response.status, cell)
+    else:
+        assert "Response" in cell and str(response.status_code) in cell, (
+            response.status_code,
+            cell,
+        )
+
+
+def test_readme_table_of_what_finalize_sees_matches_the_server() -> None:
+    import asyncio
+    import time
+    from collections.abc import AsyncIterator
+
+    import httpx
+    from fastapi import HTTPException
+
+    from robutler.server import ServerBase, StreamingWrapper, current_context, pricing
+    from robutler_testing.live import LiveServer
+
+    seen: list[tuple[Any, Any, float]] = []
+
+    def build(**kwargs: Any) -> ServerBase:
+        app = ServerBase(keepalive=0, **kwargs)
+
+        @app.agent.before_request
+        def gate(request: Any) -> None:
+            if "x-reject" in request.headers:
+                raise HTTPException(402, "Top up first.")
+
+        @app.agent.finalize_request
+        def record(request: Any, response: Any) -> None:
+            ctx = current_context()
+            seen.append((response, ctx.error, ctx.usage["total_credits"]))
+
+        @app.agent("ok")
+        @pricing(credits_per_request=1)
+        async def ok(messages: Any, stream: bool = False) -> Any:
+            return "fine"
+
+        @app.agent("fails")
+        @pricing(credits_per_request=1)
+        async def fails(messages: Any, stream: bool = False) -> Any:
+            raise RuntimeError("broken")
+
+        @app.agent("fails-later")
+        @pricing(credits_per_request=1)
+        async def fails_later(messages: Any, stream: bool = False) -> AsyncIterator[str]:
+            yield "a"
+            raise RuntimeError("broken")
+
+        @app.agent("waits")
+        @pricing(credits_per_request=1)
+        async def waits(messages: Any, stream: bool = False) -> AsyncIterator[str]:
+            yield "a"
+            await asyncio.Event().wait()
+            yield "never"
+
+        @app.agent("thinks")
+        @pricing(credits_per_request=1)
+        async def thinks(messages: Any, stream: bool = False) -> str:
+            await asyncio.Event().wait()
+            return "never"
+
+        return app
+
+    def outcome(url: str, body: Any, *, leave: bool = False, **kwargs: Any) -> tuple[Any, ...]:
+        before = len(seen)
+        if leave and body.get("stream"):
+            with httpx.stream("POST", url, json=body, timeout=10) as response:
+                next(line for line in response.iter_lines() if line.startswith("data: "))
+        elif leave:
+            with contextlib.suppress(httpx.ReadTimeout):  # the client gives up and leaves
+                httpx.post(url, json=body, timeout=0.3)
+        else:
+            httpx.post(url, json=body, timeout=10, **kwargs)
+        deadline = time.monotonic() + 10
+        while len(seen) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(seen) == before + 1, "finalize did not run exactly once"
+        return seen[-1]
+
+    def check(outcome_name: str, json_seen: tuple[Any, ...], stream_seen: tuple[Any, ...]) -> None:
+        json_cell, stream_cell, error_cell, charged_cell = _row(outcome_name)
+        _says(json_cell, json_seen[0])
+        if stream_cell.startswith("the same `Response`"):
+            assert not isinstance(stream_seen[0], StreamingWrapper)
+            assert stream_seen[0].status_code == json_seen[0].status_code
+        else:
+            _says(stream_cell, stream_seen[0])
+        for response, error, credits in (json_seen, stream_seen):
+            if error is None:
+                assert "`None`" in error_cell, error_cell
+            elif f"`{type(error).__name__}`" not in error_cell:  # named, else "the exception"
+                assert error_cell.startswith("the exception"), (error, error_cell)
+                if "`.status`" in error_cell:
+                    assert error.status == response.status_code, (error, error_cell)
+            assert charged_cell == ("yes" if credits else "no"), (credits, charged_cell)
+
+    messages = [{"role": "user", "content": "hi"}]
+    json_body = {"messages": messages}
+    stream_body = {"messages": messages, "stream": True}
+    with LiveServer(build()) as live:
+        url = f"{live.url}/%s/chat/completions"
+        check("completed", outcome(url % "ok", json_body), outcome(url % "ok", stream_body))
+        check(
+            "the agent failed",
+            outcome(url % "fails", json_body),
+            outcome(url % "fails-later", stream_body),
+        )
+        failed_at_once = outcome(url % "fails", stream_body)  # before the stream opened
+        assert _row("the agent failed")[1].startswith(
+            "before the stream opened: the same `Response`"
+        )
+        assert not isinstance(failed_at_once[0], StreamingWrapper)
+        assert failed_at_once[0].status_code == 500
+        check(
+            "the client disconnected",
+            outcome(url % "thinks", json_body, leave=True),
+            outcome(url % "waits", stream_body, leave=True),
+        )
+        rejected = {"headers": {"x-reject": "1"}}
+        check(
+            "rejected by a `before_request` hook",
+            outcome(url % "ok", json_body, **rejected),
+            outcome(url % "ok", stream_body, **rejected),
+        )
+        check(
+            "4xx before the agent ran",
+            outcome(url % "ok", {"messages": "not a list"}),
+            outcome(url % "ok", {"messages": "not a list", "stream": True}),
+        )
+    with LiveServer(build(request_timeout=0.2)) as live:
+        url = f"{live.url}/%s/chat/completions"
+        check(
+            "past `request_timeout`",
+            outcome(url % "thinks", json_body),
+            outcome(url % "waits", stream_body),
+        )
+        not_open = outcome(url % "thinks", stream_body)  # times out before the stream opens
+        assert "a `Response` 504 if the stream had not opened" in _row("past `request_timeout`")[1]
+        assert not_open[0].status_code == 504
+
+
+def test_streams_tell_nginx_not_to_buffer_them() -> None:
+    from robutler.server import ServerBase
+    from robutler_testing import create_test_client
+
+    app = ServerBase()
+
+    @app.agent("ok")
+    async def ok(messages: Any, stream: bool = False) -> str:
+        return "fine"
+
+    with create_test_client(app) as client:
+        response = client.post(
+            "/ok/chat/completions", json={"messages": [{"role": "user"}], "stream": True}
+        )
+    assert response.headers["x-accel-buffering"] == "no"
+    assert response.headers["cache-control"] == "no-cache"
+    assert "`X-Accel-Buffering: no`" in README and "proxy_buffering off" in README
