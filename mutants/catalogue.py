@@ -53,19 +53,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "it run twice.",
     ),
     Mutant(
-        "sync-hooks-run-twice",
+        "hooks-called-twice",
         "lifecycle.py",
-        "return await run_in_threadpool(self.fn, *args, **kwargs)",
-        "await run_in_threadpool(self.fn, *args, **kwargs); "
-        "return await run_in_threadpool(self.fn, *args, **kwargs)",
-        "Sync hooks are called twice, as by a retry that always fires.",
-    ),
-    Mutant(
-        "async-hooks-run-twice",
-        "lifecycle.py",
-        "return await self.fn(*args, **kwargs)",
-        "await self.fn(*args, **kwargs); return await self.fn(*args, **kwargs)",
-        "Async hooks are awaited twice.",
+        "return await self.call(*args, **kwargs)",
+        "await self.call(*args, **kwargs); return await self.call(*args, **kwargs)",
+        "Every hook is called twice, as by a retry that always fires.",
     ),
     Mutant(
         "finalize-error-stops-the-rest",
@@ -88,26 +80,113 @@ MUTANTS: tuple[Mutant, ...] = (
         "for hook in self.finalize[:-1]:",
         "The last finalize hook never runs.",
     ),
-    # endpoint.py: disconnects and cancellation ------------------------------------------
+    # calls.py: how user code is called ----------------------------------------------------
+    Mutant(
+        "sync-calls-run-twice",
+        "calls.py",
+        "result = await run_in_threadpool(self.fn, *args, **kwargs)",
+        "await run_in_threadpool(self.fn, *args, **kwargs); "
+        "result = await run_in_threadpool(self.fn, *args, **kwargs)",
+        "Sync user code (hooks, handlers, resolvers) is called twice through Call, as by a "
+        "retry that always fires.",
+    ),
+    Mutant(
+        "async-calls-run-twice",
+        "calls.py",
+        "result = await self.fn(*args, **kwargs)",
+        "await self.fn(*args, **kwargs); result = await self.fn(*args, **kwargs)",
+        "Coroutine functions (async hooks, handlers, resolvers) are awaited twice through Call.",
+    ),
+    Mutant(
+        "sync-generator-not-closed",
+        "calls.py",
+        "close()",
+        "pass",
+        "A sync generator whose stream is cut short is not closed: its finally waits for the "
+        "garbage collector.",
+        after="with contextlib.suppress(ValueError):",
+    ),
+    Mutant(
+        "stream-charged-when-it-starts",
+        "calls.py",
+        "state = before()",
+        "state = before(); after(state)",
+        "A priced generator's per-call charge is taken when it starts, so streams that are "
+        "cut or fail are charged (and finished ones twice).",
+        after="if kind == CallKind.ASYNC_GEN:",
+    ),
+    Mutant(
+        "coroutine-charged-before-the-call",
+        "calls.py",
+        "state = before()",
+        "state = before(); after(state)",
+        "A priced coroutine's per-call charge is taken before the call, so a call that "
+        "raises is charged too (and one that returns, twice).",
+        after="elif kind == CallKind.ASYNC:",
+    ),
+    Mutant(
+        "coroutine-call-not-charged",
+        "calls.py",
+        "after(state)",
+        "pass",
+        "A priced coroutine's calls that return are not charged.",
+        after="result = await fn(*args, **kwargs)",
+    ),
+    Mutant(
+        "sync-call-not-charged",
+        "calls.py",
+        "after(state)",
+        "pass",
+        "A priced sync function's calls that return are not charged.",
+        after="result = fn(*args, **kwargs)",
+    ),
+    # watch.py: the disconnect watcher and spawned tasks -----------------------------------
     Mutant(
         "watcher-does-not-cancel",
-        "endpoint.py",
+        "watch.py",
         "task.cancel()",
         "pass",
         "The disconnect watcher sees the client leave but does not stop the agent: its "
         "work goes on for nobody.",
+        after="async def watch_disconnect(",
     ),
+    Mutant(
+        "disconnect-not-noted",
+        "watch.py",
+        "exchange.disconnected = True",
+        "pass",
+        "The watcher cancels the agent without noting that the client left: the "
+        "cancellation escapes the request as if the server had cancelled it.",
+    ),
+    Mutant(
+        "spawned-tasks-not-cancelled",
+        "watch.py",
+        "task.cancel()",
+        "pass",
+        "cancel_spawned cancels nothing: a task the agent started and did not await keeps "
+        "running after its client left.",
+        after="def cancel_spawned(",
+    ),
+    Mutant(
+        "spawned-tasks-not-tracked",
+        "watch.py",
+        "state.spawned.append(task)",
+        "pass",
+        "The task factory does not note the tasks an agent starts, so a disconnect cannot "
+        "cancel them.",
+    ),
+    # endpoint.py: disconnects and cancellation ------------------------------------------
     Mutant(
         "no-disconnect-watcher",
         "endpoint.py",
-        "watcher = asyncio.ensure_future(_watch_disconnect(receive, task, watch))",
+        "watcher = asyncio.ensure_future(watch_disconnect(self.receive, task, self))",
         "watcher = asyncio.ensure_future(asyncio.sleep(0))",
         "Nothing listens for the client leaving while the agent works.",
     ),
     Mutant(
         "disconnect-re-raised",
         "endpoint.py",
-        "if not watch.disconnected:",
+        "if not (self.disconnected or self.timed_out):",
         "if True:",
         "The cancellation a disconnect causes escapes the request as if the server had "
         "cancelled it.",
@@ -116,10 +195,26 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "server-cancel-not-marked",
         "endpoint.py",
-        "self._mark_cut(outcome)",
+        "self.mark_cut()",
         "pass",
         "A stream the server (host) cancels is finalized while its wrapper still says 'streaming'.",
-        after="if isinstance(exc, asyncio.CancelledError):",
+        after="# the server is cancelling this request",
+    ),
+    Mutant(
+        "server-cancel-leaves-spawned-tasks",
+        "endpoint.py",
+        "cancel_spawned(self.state, task)",
+        "pass",
+        "When the server (host) cancels a request, the tasks its agent started keep running.",
+        after="# the server is cancelling this request",
+    ),
+    Mutant(
+        "disconnect-leaves-spawned-tasks",
+        "endpoint.py",
+        "cancel_spawned(self.state, task)",
+        "pass",
+        "When the client leaves, the tasks its agent started and did not await keep running.",
+        after="uncancel()",
     ),
     Mutant(
         "stream-not-closed",
@@ -127,7 +222,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "await _close(items)",
         "pass",
         "The agent's stream is not closed when the answer ends early: its finally never runs.",
-        after="frame = ChunkEncoder.error(self._failure(exc, state).body())",
+        after="keepalive.abort()",
     ),
     Mutant(
         "assembled-stream-not-closed",
@@ -136,7 +231,15 @@ MUTANTS: tuple[Mutant, ...] = (
         "pass",
         "A generator assembled into a JSON answer is not closed when the client leaves "
         "meanwhile: its finally never runs.",
-        after="completion = await assemble(items, cid, created, model)",
+        after="completion = await assemble(",
+    ),
+    Mutant(
+        "stream-never-yields",
+        "endpoint.py",
+        "await asyncio.sleep(0)  # a disconnect cancels this task here",
+        "pass",
+        "A stream never gives the event loop a turn: an agent that never awaits runs its "
+        "whole answer after its client left, and nothing else is served meanwhile.",
     ),
     Mutant(
         "resume-turns-a-throw-into-a-send",
@@ -162,6 +265,13 @@ MUTANTS: tuple[Mutant, ...] = (
         "A stream cut by a disconnect is reported as completed.",
     ),
     Mutant(
+        "mark-cut-does-nothing",
+        "endpoint.py",
+        'response.status = "disconnected"',
+        "pass",
+        "A stream cut by a disconnect is finalized while its wrapper still says 'streaming'.",
+    ),
+    Mutant(
         "completed-before-the-last-frame",
         "endpoint.py",
         "tail = encoder.finish()",
@@ -175,7 +285,7 @@ MUTANTS: tuple[Mutant, ...] = (
         'wrapper.status = "failed"',
         'wrapper.status = "completed"',
         "A stream whose agent raised mid-way is reported as completed.",
-        after="async def _stream(",
+        after="async def stream(",
     ),
     Mutant(
         "last-frame-not-counted",
@@ -187,7 +297,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "json-placeholder-for-finalize",
         "endpoint.py",
-        'Response(body, media_type="application/json") if self.hooks.finalize else _SENT',
+        'Response(body, media_type="application/json", headers={"x-request-id": rid})',
         "_SENT",
         "Finalize gets an empty placeholder instead of the JSON answer the client got.",
     ),
@@ -198,13 +308,54 @@ MUTANTS: tuple[Mutant, ...] = (
         "response = Response(status_code=200)",
         "A request that never answered (its client left) is finalized as a 200.",
     ),
+    # endpoint.py: request ids and the end of a JSON answer --------------------------------
     Mutant(
         "json-answer-without-request-id",
         "endpoint.py",
-        '(b"x-request-id", state.request_id.encode()),',
-        "",
+        'headers.append((b"x-request-id", rid.encode()))',
+        "pass",
         "JSON answers lose their x-request-id header.",
-        after='(b"content-length", str(len(body)).encode()),',
+    ),
+    Mutant(
+        "stream-without-request-id",
+        "endpoint.py",
+        'headers = [*SSE_HEADERS, (b"x-request-id", state.request_id.encode())]',
+        "headers = [*SSE_HEADERS]",
+        "Streams lose their x-request-id header.",
+    ),
+    Mutant(
+        "error-answer-without-request-id",
+        "endpoint.py",
+        "self.response = error.response(state.request_id)",
+        "self.response = error.response()",
+        "Error answers (401, 404, 422, 500) lose their x-request-id header.",
+        after="return  # an answer is already on its way; the stream reported the failure",
+    ),
+    Mutant(
+        "json-never-finished",
+        "endpoint.py",
+        "self.finished = True",
+        "pass",
+        "A JSON answer is never noted as handed over in full, so completed JSON requests "
+        "are never charged.",
+        after='await _send_last(self.send, {"type": "http.response.body", "body": body})',
+    ),
+    Mutant(
+        "json-finished-before-its-body",
+        "endpoint.py",
+        "self.started = True",
+        "self.started = True; self.finished = True",
+        "A JSON answer is noted as handed over before its body is sent, so one whose "
+        "client is lost during that send is charged as completed.",
+        after="async def send_json(",
+    ),
+    Mutant(
+        "completed-ignores-finished",
+        "endpoint.py",
+        'return self.finished and int(getattr(response, "status_code", 500)) < 400',
+        'return int(getattr(response, "status_code", 500)) < 400',
+        "A JSON answer whose body send was cut by a disconnect counts as completed (and "
+        "is charged).",
     ),
     # endpoint.py: hang-ups ----------------------------------------------------------------
     Mutant(
@@ -228,19 +379,19 @@ MUTANTS: tuple[Mutant, ...] = (
         "_current.reset(token)",
         "pass",
         "The request's context stays current after the request.",
-        after="await self.hooks.run_finalize(state, response)",
+        after="state.spawned = None",
     ),
     Mutant(
         "context-without-messages",
         "endpoint.py",
-        'state.messages = data["messages"]',
+        "state.messages = parsed.messages",
         "state.messages = []",
         "The context does not hold the request's messages.",
     ),
     Mutant(
         "context-says-not-streaming",
         "endpoint.py",
-        "state.stream = req.stream is True",
+        "state.stream = parsed.stream",
         "state.stream = False",
         "The context says stream=False for every request.",
     ),
@@ -254,7 +405,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "charges-whatever-the-outcome",
         "endpoint.py",
-        "apply_request_charges(state, _completed(response))",
+        "apply_request_charges(state, self.completed(response))",
         "apply_request_charges(state, True)",
         "Every priced request is charged, failed or disconnected ones too.",
     ),
@@ -268,7 +419,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "failed-json-charged",
         "endpoint.py",
-        'return int(getattr(response, "status_code", 500)) < 400',
+        'return self.finished and int(getattr(response, "status_code", 500)) < 400',
         'return int(getattr(response, "status_code", 500)) <= 500',
         "JSON answers that failed (500) or never went out (499) are charged.",
     ),
@@ -321,31 +472,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "if wanted and not any(c is config for c in state.charges):",
         "if wanted:",
         "A priced function called twice in a request is charged per request twice.",
-    ),
-    Mutant(
-        "stream-charged-when-it-starts",
-        "pricing.py",
-        "enlist(state)",
-        "enlist(state); charge_call(state)",
-        "A priced generator's per-call charge is taken when it starts, so streams that are "
-        "cut or fail are charged (and finished ones twice).",
-        after="if inspect.isasyncgenfunction(fn):",
-    ),
-    Mutant(
-        "coroutine-call-not-charged",
-        "pricing.py",
-        "charge_call(state)",
-        "pass",
-        "A priced coroutine's calls that return are not charged.",
-        after="result = await fn(*args, **kwargs)",
-    ),
-    Mutant(
-        "sync-call-not-charged",
-        "pricing.py",
-        "charge_call(state)",
-        "pass",
-        "A priced sync function's calls that return are not charged.",
-        after="result = fn(*args, **kwargs)",
     ),
     Mutant(
         "zero-credit-call-records",
@@ -429,17 +555,18 @@ DROPPED: tuple[Dropped, ...] = (
         Mutant(
             "watch-done-not-set",
             "endpoint.py",
-            "watch.done = True",
+            "self.done = True",
             "pass",
             "The watcher is not told that the agent is done.",
         ),
-        "The watcher is cancelled on the next line, with no await in between: it never runs again.",
+        "The watcher (and the request_timeout timer, which reads it too) is cancelled on the "
+        "next lines, with no await in between: neither runs again.",
     ),
     Dropped(
         Mutant(
             "cancel-after-done",
-            "endpoint.py",
-            "if not watch.done:",
+            "watch.py",
+            "if not exchange.done:",
             "if True:",
             "The watcher cancels even after the agent is done.",
         ),
@@ -461,7 +588,7 @@ DROPPED: tuple[Dropped, ...] = (
         Mutant(
             "second-answer-after-start",
             "endpoint.py",
-            "if outcome.started:",
+            "if self.started:",
             "if False:",
             "A failure after the answer started sends a second answer.",
         ),
@@ -484,7 +611,7 @@ DROPPED: tuple[Dropped, ...] = (
         Mutant(
             "no-disconnect-error",
             "endpoint.py",
-            'state.error = state.error or ConnectionResetError("client disconnected")',
+            'self.state.error = self.state.error or ConnectionResetError("client disconnected")',
             "pass",
             "A disconnect leaves no error in the context.",
         ),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mutants.catalogue import DROPPED, MUTANTS, Mutant
+from mutants.catalogue import DROPPED, MUTANTS, Dropped, Mutant
 from mutants.mutate import Drift, apply
 
 SERVER = Path(__file__).resolve().parent.parent / "robutler" / "server"
@@ -33,6 +33,13 @@ def test_each_mutant_changes_one_line_that_still_exists(mutant: Mutant) -> None:
     assert len(before) == len(after)
     assert sum(a != b for a, b in zip(before, after, strict=True)) == 1
     compile(mutated, mutant.file, "exec")
+
+
+@pytest.mark.parametrize("dropped", DROPPED, ids=[d.mutant.name for d in DROPPED])
+def test_each_dropped_mutant_still_names_a_line_of_the_server(dropped: Dropped) -> None:
+    # a note saying why a mutant cannot be caught is about code that must still be there
+    source = (SERVER / dropped.mutant.file).read_text()
+    compile(apply(dropped.mutant, source), dropped.mutant.file, "exec")
 
 
 def test_a_target_that_moved_fails_loudly() -> None:
