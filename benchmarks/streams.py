@@ -3,7 +3,8 @@
     python -m benchmarks.streams load --port P --streams N [--deltas 20] [--rate R]
     python -m benchmarks.streams probe --port P [--max-seconds S]
 
-`load` opens N streams to `POST /slow/chat/completions`, R a second, and reads each to its
+`load` opens N streams to `POST /slow/chat/completions`, R a second (fewer while 1,024 of
+them wait for an answer: the server's accept queue must not overflow), and reads each to its
 end: raw sockets through asyncio protocols (on uvloop when it is installed), so that one
 process on one core holds thousands. Each stream is checked: status 200, `deltas` chunks
 plus the finish chunk and `[DONE]`, no error event, the chunked body properly ended. It
@@ -58,6 +59,7 @@ class Load:
         self.streams = streams
         self.expected_events = deltas + 2  # the deltas, the finish chunk, [DONE]
         self.open = 0
+        self.waiting = 0  # launched, no byte of an answer yet
         self.max_open = 0
         self.done = 0
         self.intact = 0
@@ -70,6 +72,7 @@ class Load:
         self.finished = asyncio.get_running_loop().create_future()
 
     def opened(self, ttfb: float) -> None:
+        self.waiting -= 1
         self.open += 1
         self.ttfb.append(ttfb)
         if self.open > self.max_open:
@@ -82,6 +85,8 @@ class Load:
         if stream.first is not None:
             self.open -= 1
             self.durations.append(now - stream.first)
+        else:
+            self.waiting -= 1
         if self.first_done_at is None:
             self.first_done_at = now
         if problem is None:
@@ -91,6 +96,7 @@ class Load:
         self.settle()
 
     def failed_to_connect(self, exc: BaseException) -> None:
+        self.waiting -= 1
         self.connect_errors += 1
         if len(self.problems) < 5:
             self.problems.append(f"connect: {exc!r}")
@@ -141,7 +147,7 @@ class SlowStream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         problem = None
         if self.status != 200:
-            problem = f"status {self.status}"
+            problem = f"status {self.status}" + (f" ({exc!r})" if exc else "")
         elif self.errors:
             problem = "an error event"
         elif self.events != self.load.expected_events:
@@ -151,8 +157,16 @@ class SlowStream(asyncio.Protocol):
         self.load.ended(self, problem)
 
 
-async def run_load(port: int, streams: int, deltas: int, rate: float, timeout: float) -> dict:
-    """Open `streams` slow streams at `rate` a second; read them all; the summary."""
+async def run_load(
+    port: int, streams: int, deltas: int, rate: float, timeout: float, max_waiting: int
+) -> dict:
+    """Open `streams` slow streams at `rate` a second, never more than `max_waiting` at a
+    time without an answer yet; read them all; the summary.
+
+    The bound keeps the server's accept queue from overflowing when it falls behind: on
+    Linux, a connection the queue drops looks connected to the client, which then sends its
+    request and, long after, is reset without an answer (the server never saw it).
+    """
     loop = asyncio.get_running_loop()
     load = Load(streams, deltas)
     request = slow_request(deltas)
@@ -175,19 +189,23 @@ async def run_load(port: int, streams: int, deltas: int, rate: float, timeout: f
             await asyncio.sleep(0.05)  # the timeline's resolution
 
     started = time.monotonic()
+    deadline = started + timeout
     sampler = asyncio.ensure_future(sample())
     connecting: set[asyncio.Task[None]] = set()
     tick = 0.01
     per_tick = max(1, round(rate * tick))
     for begin in range(0, streams, per_tick):
+        while load.waiting >= max_waiting and time.monotonic() < deadline:
+            await asyncio.sleep(tick)  # the server is behind: let it accept what it has
         for _ in range(begin, min(begin + per_tick, streams)):
+            load.waiting += 1
             task = asyncio.ensure_future(connect())
             connecting.add(task)
             task.add_done_callback(connecting.discard)
         await asyncio.sleep(tick)  # paces the opening of connections, not the streams
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.shield(load.finished), timeout)
+        await asyncio.wait_for(asyncio.shield(load.finished), max(1.0, deadline - time.monotonic()))
     except asyncio.TimeoutError:
         timed_out = True
         for transport in transports:
@@ -201,6 +219,7 @@ async def run_load(port: int, streams: int, deltas: int, rate: float, timeout: f
         "streams": streams,
         "deltas": deltas,
         "rate": rate,
+        "max_waiting": max_waiting,
         "intact": load.intact,
         "connect_errors": load.connect_errors,
         "problems": load.problems,
@@ -268,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--deltas", type=int, default=20)
     parser.add_argument("--rate", type=float, default=2500.0, help="streams opened a second")
+    parser.add_argument(
+        "--max-waiting", type=int, default=1024, help="streams launched and not answered yet"
+    )
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--max-seconds", type=float, default=180.0)
     args = parser.parse_args(argv)
@@ -283,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             runner: Any = asyncio.run
         else:
             runner = uvloop.run
-        result = runner(run_load(args.port, args.streams, args.deltas, args.rate, args.timeout))
+        result = runner(
+            run_load(
+                args.port, args.streams, args.deltas, args.rate, args.timeout, args.max_waiting
+            )
+        )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0
