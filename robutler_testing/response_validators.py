@@ -21,10 +21,10 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, TypeGuard
+from typing import Any
 
 from .sse import SSEDecoder, decode_sse
-from .validators import ConformanceError, Problem, _pieces
+from .validators import ConformanceError, Problem, _excerpt, _is_int, _kind, _pieces, _where
 
 __all__ = [
     "RESPONSE_STATUSES",
@@ -82,34 +82,6 @@ class ResponseStreamReport:
 
 
 # helpers ------------------------------------------------------------------------------
-
-
-def _where(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or "the object"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _json_problem(text: Any) -> str | None:
