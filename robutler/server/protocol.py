@@ -312,18 +312,13 @@ def _too_deep(data: Any, limit: int) -> bool:
     return False
 
 
-def parse_request(
-    body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
-) -> tuple[dict[str, Any], ChatCompletionRequest]:
-    """Parse and validate a request body; return the raw dict and the validated model.
-
-    Raises `RequestError` (422) naming the field at fault, also when there are more than
-    `max_messages` messages or containers nest deeper than `max_depth`.
-    """
+def load_json_object(body: bytes, wanted: str) -> dict[str, Any]:
+    """`body` as a JSON object, or the 422 `invalid_json` that says what was wrong
+    (`wanted` names what the object must hold, for the empty-body message)."""
     if not body:
         raise RequestError(
             422,
-            "The request body is empty; send a JSON object with 'messages'.",
+            f"The request body is empty; send a JSON object with {wanted}.",
             code="invalid_json",
         )
     try:
@@ -338,6 +333,18 @@ def parse_request(
             f"The request body must be a JSON object, got {type(data).__name__}.",
             code="invalid_json",
         )
+    return data
+
+
+def parse_request(
+    body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
+) -> tuple[dict[str, Any], ChatCompletionRequest]:
+    """Parse and validate a request body; return the raw dict and the validated model.
+
+    Raises `RequestError` (422) naming the field at fault, also when there are more than
+    `max_messages` messages or containers nest deeper than `max_depth`.
+    """
+    data = load_json_object(body, "'messages'")
     messages = data.get("messages")
     if isinstance(messages, list) and len(messages) > max_messages:
         raise RequestError(

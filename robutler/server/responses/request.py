@@ -23,9 +23,8 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
-from pydantic_core import from_json
 
-from ..protocol import RequestError, _integral, _too_deep
+from ..protocol import RequestError, _integral, _too_deep, load_json_object
 
 __all__ = [
     "ResponsesRequest",
@@ -180,24 +179,7 @@ def parse_responses_request(
     `RequestError`: 422 naming the field at fault (also beyond `max_messages` input items
     or `max_depth` levels of nesting), 400 for a feature robutler does not offer.
     """
-    if not body:
-        raise RequestError(
-            422,
-            "The request body is empty; send a JSON object with 'input'.",
-            code="invalid_json",
-        )
-    try:
-        data = from_json(body)
-    except ValueError as exc:
-        raise RequestError(
-            422, f"The request body is not valid JSON: {exc}", code="invalid_json"
-        ) from None
-    if not isinstance(data, dict):
-        raise RequestError(
-            422,
-            f"The request body must be a JSON object, got {type(data).__name__}.",
-            code="invalid_json",
-        )
+    data = load_json_object(body, "'input'")
     if "input" not in data:
         raise RequestError(
             422,
