@@ -167,6 +167,34 @@ def test_a_stream_opens_while_the_agent_thinks_before_its_first_token() -> None:
     assert report.content == "finally"
 
 
+def test_keepalive_comments_also_fill_the_wait_for_a_slow_first_token() -> None:
+    # The stream opens after OPEN_STREAM_AFTER with no token yet; from then on the
+    # keepalive timer runs, so a model thinking for a minute is not cut by a proxy.
+    app = ServerBase(keepalive=0.02)
+    gate = Gate()
+
+    @app.agent("slow-start")
+    async def slow(messages: list[dict[str, Any]], stream: bool = False) -> AsyncIterator[str]:
+        await gate.wait()  # the model thinking, before any token
+        yield "finally"
+
+    with LiveServer(app) as live:
+        raw: list[bytes] = []
+        with httpx.stream(
+            "POST", f"{live.url}/slow-start/chat/completions", json=STREAM, timeout=10
+        ) as response:
+            parts = response.iter_bytes()
+            while b"".join(raw).count(b": keepalive\n\n") < 2:
+                raw.append(next(parts))
+            assert gate.event is not None and not gate.event.is_set()
+            gate.open()
+            raw.extend(parts)
+    body = b"".join(raw)
+    before_token = body.split(b"finally")[0]
+    assert before_token.count(b": keepalive\n\n") >= 2
+    assert validate_stream(body).content == "finally"
+
+
 def test_an_agent_that_fails_at_once_still_gets_a_real_500() -> None:
     app = ServerBase()
 

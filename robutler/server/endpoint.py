@@ -238,6 +238,7 @@ class Exchange:
         "encoder",
         "endpoint",
         "finished",
+        "keepalive",
         "receive",
         "response",
         "scope",
@@ -272,6 +273,7 @@ class Exchange:
         self.done = False
         self.finished = False  # the whole answer was handed to the server
         self.encoder: Any = None
+        self.keepalive: Keepalive | None = None  # the open stream's timer, if any
 
     # 1. the request, from its context to its finalize ----------------------------------
 
@@ -528,7 +530,7 @@ class Exchange:
         keepalive: Keepalive | None = None
         try:
             held = await self.open_when_ready(items, kind, encoder, headers)
-            keepalive = self.start_keepalive()
+            keepalive = self.keepalive  # started as the stream opened
             if held:
                 await self.send_frame(held, keepalive)
             countdown = YIELD_EVERY
@@ -557,13 +559,14 @@ class Exchange:
             wrapper.error = exc
             state.error = exc
             frame = encoder.error(self.endpoint.failure(exc, state).body())
+            keepalive = self.keepalive  # also when the agent failed after an early open
             if keepalive is not None:
                 keepalive.stop()
                 await keepalive.settle()
             await send({"type": "http.response.body", "body": frame, "more_body": False})
         finally:
-            if keepalive is not None:
-                keepalive.abort()
+            if self.keepalive is not None:
+                self.keepalive.abort()
             await _close(items)
 
     async def open_when_ready(
@@ -604,7 +607,9 @@ class Exchange:
         return b"".join(f for f in map(encoder.item, pending) if f)
 
     async def open_stream(self, headers: list[tuple[bytes, bytes]], first: bytes, n: int) -> None:
-        """Send the stream's headers and its first frames (`n` items' worth)."""
+        """Send the stream's headers and its first frames (`n` items' worth), then start
+        the keepalive timer: from here on, a silent agent (one still thinking about its
+        first token, or in a long tool call) keeps the stream alive."""
         wrapper = self.response
         self.started = True
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -612,6 +617,7 @@ class Exchange:
             wrapper.chunks_sent += n
             wrapper.bytes_sent += len(first)
             await self.send({"type": "http.response.body", "body": first, "more_body": True})
+        self.keepalive = self.start_keepalive()
 
     async def send_frame(self, frame: bytes, keepalive: Keepalive | None) -> None:
         """Send one frame of the open stream (after a keepalive comment being sent)."""
