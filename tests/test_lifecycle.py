@@ -263,6 +263,56 @@ async def test_disconnect_mid_stream_cancels_agent_and_finalizes_once() -> None:
     )
 
 
+class _Events:
+    """An object with `stream_events()`, like a run of an agent framework."""
+
+    def __init__(self, produce: Any) -> None:
+        self.produce = produce
+
+    def stream_events(self) -> AsyncIterator[Any]:
+        return self.produce()
+
+
+class _Iterable:
+    """An async iterable that is not itself an iterator."""
+
+    def __init__(self, produce: Any) -> None:
+        self.produce = produce
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self.produce()
+
+
+@pytest.mark.parametrize("wrap", [_Events, _Iterable], ids=["stream_events", "async_iterable"])
+async def test_a_stream_cut_while_the_agent_waits_at_a_yield_closes_the_agent_at_once(
+    wrap: Any,
+) -> None:
+    # The agent never awaits, so the client's leaving is noticed at one of the stream's
+    # own loop turns, while the agent's generator is suspended at a `yield`, not inside
+    # an await of its own. Its `finally` must run before finalize, not when collected.
+    app = ServerBase()
+    order: list[str] = []
+
+    async def produce() -> AsyncIterator[Any]:
+        try:
+            for i in range(10_000):
+                yield {"data": {"chunk": f"e{i} "}} if wrap is _Events else f"e{i} "
+        finally:
+            order.append("agent finally")
+
+    @app.agent("cut")
+    def cut(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        return wrap(produce)
+
+    @app.agent.finalize_request
+    async def finalize(request: Any, response: Any) -> None:  # runs inline: no loop turn
+        order.append(f"finalize {response.status}")
+
+    call = await ASGICall(app, "/cut/chat/completions", STREAM_BODY, leave_after=2).run()
+    assert call.status == 200
+    assert order == ["agent finally", "finalize disconnected"]
+
+
 async def test_finalize_hook_errors_are_logged_and_isolated(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-__all__ = ["Call", "CallKind", "aiter_of", "around", "call_kind"]
+__all__ = ["Call", "CallKind", "aclose", "aiter_of", "around", "call_kind"]
 
 
 class CallKind(IntEnum):
@@ -86,8 +86,12 @@ def aiter_of(source: Any) -> AsyncIterator[Any]:
 
 async def _aiter(source: Any) -> AsyncIterator[Any]:
     if isinstance(source, AsyncIterable):
-        async for item in source:
-            yield item
+        inner = source.__aiter__()
+        try:
+            async for item in inner:
+                yield item
+        finally:
+            await aclose(inner)  # `async for` would leave it open until collected
     elif isinstance(source, (list, tuple)):
         for item in source:
             yield item
@@ -103,6 +107,13 @@ async def _aiter(source: Any) -> AsyncIterator[Any]:
             if close is not None:
                 with contextlib.suppress(ValueError):  # still running in a worker thread
                     close()
+
+
+async def aclose(iterator: Any) -> None:
+    """Close an async iterator now (its `finally` runs), if it can be closed."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def around(

@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from .calls import aiter_of
+from .calls import aclose, aiter_of
 from .protocol import DONE, RequestError, encode, error_frame, sse_data
 
 __all__ = [
@@ -197,10 +197,16 @@ async def _events(result: Any) -> AsyncIterator[Any]:
     events = result.stream_events()
     if inspect.isawaitable(events):
         events = await events
-    async for event in aiter_of(events):
-        chunk = _event_chunk(event)
-        if chunk is not None:
-            yield chunk
+    source = aiter_of(events)
+    try:
+        async for event in source:
+            chunk = _event_chunk(event)
+            if chunk is not None:
+                yield chunk
+    finally:
+        # `async for` does not close what it iterates: a stream cut while the agent's
+        # generator waits at a `yield` must run its `finally` now, not at garbage collection.
+        await aclose(source)
 
 
 def iter_items(kind: int, value: Any) -> AsyncIterator[Any]:
@@ -247,14 +253,13 @@ def one_choice(
     message: dict[str, Any], finish_reason: str, cid: str, created: int, model: str
 ) -> dict[str, Any]:
     """A chat.completion with `message` as its only choice."""
+    choice = {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
     return {
         "id": cid,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
-        ],
+        "choices": [choice],
     }
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hypothesis import given, note
+from hypothesis import example, given, note
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
 
@@ -41,6 +41,7 @@ from .checks import LifecycleViolation, raise_if
 from .live import LiveRunner
 from .machine import LifecycleMachine
 from .plans import (
+    CORNER_CASES,
     ROUTES,
     RequestBatch,
     Route,
@@ -93,6 +94,7 @@ def check_lifecycle(
     chosen = settings or lifecycle_settings("live" if live else "asgi")
     if max_examples is not None:
         chosen = Settings(chosen, max_examples=max_examples)
+    default = batches is None
     if batches is None:
         # a server with resolvers of its own may accept any name: no 404 scenarios then
         own = len(getattr(target.probe(fresh=True).server, "dynamic_agents", ())) > 2
@@ -110,6 +112,10 @@ def check_lifecycle(
     def lifecycle_holds(batch: RequestBatch) -> None:
         note(batch.describe())
         raise_if(runner.run(batch), "the request lifecycle is broken:")
+
+    if default and not live:  # the corner cases first (timings of the ASGI driver's clients)
+        for corner in reversed(CORNER_CASES):
+            lifecycle_holds = example(batch=corner)(lifecycle_holds)
 
     try:
         lifecycle_holds()

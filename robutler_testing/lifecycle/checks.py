@@ -454,6 +454,15 @@ def work_stopped(r: Request) -> list[str]:
     sync = r.scenario.agent.form == "sync_gen"
     if t.stream_started and not t.stream_exit and (STRICT_SYNC_GENERATORS or not sync):
         out.append(f"{OUTLIVED}: the agent's stream was never closed (its finally did not run)")
+    elif not sync and t.finalize and any(m.seq > t.finalize[0].seq for m in t.stream_exit):
+        # An async stream the server stopped reading must be closed by the server before
+        # finalize, not left to the garbage collector (which runs its finally some time
+        # later, while or after finalize hooks look at the outcome). A sync generator may
+        # still be inside `next` in a worker thread: it can only close when that returns.
+        out.append(
+            f"{OUTLIVED}: the agent's stream was closed only after finalize had started "
+            "(left to the garbage collector)"
+        )
     return out
 
 
@@ -592,6 +601,8 @@ def hang_up_is_no_failure(r: Request) -> list[str]:
     stalled_early = bool(t.stalls) and (first_send is None or t.stalls[0].seq < first_send)
     if t.body_read is not None and not stalled_early:
         return []  # the server could not know that the client had gone
+    if first_send is not None and first_send < t.left.seq and not stalled_early:
+        return []  # the answer (e.g. a 401 before the body is read) was on its way
     out = []
     fin = r.fin
     if isinstance(fin.response, StreamingWrapper):

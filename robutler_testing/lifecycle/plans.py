@@ -420,6 +420,81 @@ def request_batches(
     return st.builds(RequestBatch, items.map(tuple), st.booleans())
 
 
+def _corner(*scenarios: Scenario, concurrent: bool = False) -> RequestBatch:
+    return RequestBatch(scenarios, concurrent)
+
+
+_THREE = ("a", "b", "c")
+_LOST = ClientPlan("lost_at_end")
+_WAITS = (HookPlan(action="await"),)
+
+# Batches tried before any drawn one: timings a random draw seldom hits, each of which
+# has hidden a real bug in some server (the comment says which kind it reaches).
+CORNER_CASES: tuple[RequestBatch, ...] = (
+    # work outlived: the host cancels while a write blocks and the agent's event stream
+    # waits at a `yield`; the server must close that stream itself, before it returns
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "events"),
+            stream=True,
+            client=ClientPlan("never_read", buffer=0, host_cancels=True),
+        )
+    ),
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "async_gen"),
+            stream=True,
+            client=ClientPlan("never_read", buffer=0, host_cancels=True),
+        )
+    ),
+    # finalize cut short: the client leaves mid-stream while a finalize hook waits
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "async_gen", delay=0.001),
+            stream=True,
+            client=ClientPlan("close_after", frames=1, slow_writes=True),
+            finalize=_WAITS * 2,
+        )
+    ),
+    # a hang-up taken for a failure: a JSON client that leaves before the agent answers
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "events", delay=0.004),
+            client=ClientPlan("close_after", frames=0),
+            finalize=_WAITS,
+        )
+    ),
+    # charges: a priced stream whose client leaves after its first frame
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "async_gen", track=(1,), uses=(True,)),
+            stream=True,
+            client=ClientPlan("close_after", frames=1),
+            priced=True,
+        )
+    ),
+    # the last byte: the client is lost while the final frame is sent, stream and JSON
+    _corner(
+        Scenario(AgentPlan("chunks", _THREE, "events"), stream=True, client=_LOST),
+        Scenario(AgentPlan("reply", ("hi",), "str"), client=_LOST, priced=True),
+    ),
+    # usage shared: concurrent requests each tracking credits, one in a spawned task
+    _corner(
+        Scenario(AgentPlan("reply", ("x",), "str", track=(0.5, 2.25)), priced=True),
+        Scenario(AgentPlan("chunks", _THREE, "events", track=(1, 2)), stream=True),
+        concurrent=True,
+    ),
+    # a hook run twice: hooks that wait and raise around one another
+    _corner(
+        Scenario(
+            AgentPlan("reply", ("x",), "str"),
+            before=(HookPlan(action="await"), HookPlan(True, "raise")),
+            finalize=(HookPlan(action="raise"), HookPlan(action="await"), HookPlan(True, "raise")),
+        )
+    ),
+)
+
+
 def machine_scenarios() -> st.SearchStrategy[Scenario]:
     """Scenarios for `LifecycleMachine`: mostly gated streams the machine advances (no
     404s: the app may have resolvers of its own that accept any name)."""

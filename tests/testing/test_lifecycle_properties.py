@@ -28,6 +28,7 @@ from robutler.server.context import _current
 from robutler.server.endpoint import Exchange
 from robutler.server.lifecycle import Hooks
 from robutler.server.pricing import apply_request_charges
+from robutler.server.results import Kind
 from robutler_testing import lifecycle
 from robutler_testing.lifecycle import (
     LifecycleMachine,
@@ -479,12 +480,38 @@ class HangUpIsAFailure(_Wrapped):
         return strict, send
 
 
+class _PlainAsyncFor:
+    """An agent's run whose events are read with a plain `async for`, which does not close
+    what it iterates: cut short, the run's own event stream waits for the collector."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def stream_events(self) -> Any:
+        async def events() -> Any:
+            async for event in self.run.stream_events():
+                yield event
+
+        return events()
+
+
+class LeavesEventStreamsOpen(Exchange):
+    """Reads an agent's `stream_events()` without closing it when the stream is cut."""
+
+    async def stream(self, result: Any, kind: Any, value: Any, *args: Any) -> None:
+        if kind == Kind.EVENTS:
+            value = _PlainAsyncFor(value)
+        await super().stream(result, kind, value, *args)
+
+
 def _server(cls: type[ServerBase]) -> Callable[[], ServerBase]:
     return lambda: cls(title="broken")
 
 
 # stop at the first counterexample: these tests show detection, not the smallest case
 FIRST = {"phases": [Phase.explicit, Phase.generate], "report_multiple_bugs": False}
+# drawn batches only: the corner cases, tried first otherwise, may meet another kind first
+DRAWN = {"phases": [Phase.generate], "report_multiple_bugs": False}
 KINDS = [
     (with_hooks(UnshieldedFinalize), CUT_SHORT),
     (with_hooks(RetryingHooks), RUN_TWICE),
@@ -509,10 +536,19 @@ KIND_IDS = [
 
 @pytest.mark.parametrize(("factory", "kind"), KINDS, ids=KIND_IDS)
 def test_each_kind_of_bug_is_caught_and_named(factory: Callable[[], ServerBase], kind: str) -> None:
-    settings = lifecycle_settings("asgi", profile="ci", max_examples=150, **FIRST)
+    settings = lifecycle_settings("asgi", profile="ci", max_examples=150, **DRAWN)
     with pytest.raises(LifecycleViolation) as caught:
         check_lifecycle(factory, settings=settings)
     assert f"* {kind}: " in str(caught.value)
+
+
+def test_the_corner_cases_catch_an_event_stream_left_to_the_garbage_collector() -> None:
+    # A random draw seldom lands the host's cancellation while a write blocks and the
+    # agent's event stream waits at a `yield`: one of the corner cases does, every time.
+    settings = lifecycle_settings("asgi", profile="ci", phases=[Phase.explicit])
+    with pytest.raises(LifecycleViolation) as caught:
+        check_lifecycle(broken(LeavesEventStreamsOpen), settings=settings)
+    assert f"* {OUTLIVED}: the agent's stream was closed only after finalize" in str(caught.value)
 
 
 def _live(**kwargs: Any) -> st.SearchStrategy[RequestBatch]:
