@@ -212,6 +212,15 @@ class _Checker:
 
     def response(self, obj: Mapping[str, Any]) -> None:
         """The wire rules of a `response` object."""
+        self.identity(obj)
+        status = self.outcome(obj)
+        self.output(obj, final=status == "completed")
+        usage = obj.get("usage")
+        if usage is not None:
+            self.usage(usage)
+
+    def identity(self, obj: Mapping[str, Any]) -> None:
+        """`object`, `id`, `created_at` and `model`."""
         if obj.get("object") != "response":
             got = obj.get("object")
             self.bad(
@@ -224,6 +233,9 @@ class _Checker:
         elif isinstance(created, bool) or not isinstance(created, (int, float)) or created < 0:
             self.bad(("created_at",), f"must be a Unix time in seconds, got {created!r}")
         self.string(obj, (), "model")
+
+    def outcome(self, obj: Mapping[str, Any]) -> Any:
+        """`status`, and the `error` / `incomplete_details` it asks for; returns it."""
         status = obj.get("status")
         if status is not None and not (isinstance(status, str) and status in RESPONSE_STATUSES):
             allowed = ", ".join(sorted(RESPONSE_STATUSES))
@@ -241,23 +253,25 @@ class _Checker:
                     ("incomplete_details",),
                     "must give a reason when the status is 'incomplete'",
                 )
+        return status
+
+    def output(self, obj: Mapping[str, Any], *, final: bool) -> None:
+        """`output`: an array of valid items with distinct ids."""
         output = obj.get("output")
         if "output" not in obj:
             self.bad(("output",), "is missing")
-        elif not isinstance(output, list):
+            return
+        if not isinstance(output, list):
             self.bad(("output",), f"must be an array, got {_kind(output)}")
-        else:
-            ids: dict[str, int] = {}
-            for i, item in enumerate(output):
-                self.item(item, ("output", i), final=status == "completed")
-                item_id = item.get("id") if isinstance(item, Mapping) else None
-                if isinstance(item_id, str):
-                    if item_id in ids:
-                        self.bad(("output", i, "id"), f"repeats the id of output[{ids[item_id]}]")
-                    ids.setdefault(item_id, i)
-        usage = obj.get("usage")
-        if usage is not None:
-            self.usage(usage)
+            return
+        ids: dict[str, int] = {}
+        for i, item in enumerate(output):
+            self.item(item, ("output", i), final=final)
+            item_id = item.get("id") if isinstance(item, Mapping) else None
+            if isinstance(item_id, str):
+                if item_id in ids:
+                    self.bad(("output", i, "id"), f"repeats the id of output[{ids[item_id]}]")
+                ids.setdefault(item_id, i)
 
     def item(self, item: Any, path: Path, *, final: bool) -> None:
         """An output item: a message with text/refusal parts, or a function call."""

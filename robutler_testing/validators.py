@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, TypeGuard
 
+from robutler.server.protocol import json_kind as _kind
+
 from .sse import SSEDecoder, decode_sse
 
 __all__ = [
@@ -80,19 +82,6 @@ def _where(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out or "the object"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

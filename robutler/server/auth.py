@@ -11,6 +11,8 @@ import hmac
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from .config import env_list
 from .protocol import RequestError
 
@@ -78,3 +80,16 @@ class ApiKeys:
                 401, "Incorrect API key provided.", code="invalid_api_key", headers=_CHALLENGE
             )
         return found
+
+    def guard(self, app: ASGIApp) -> ASGIApp:
+        """`app` behind the keys: a request without one of them gets the 401."""
+
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            try:
+                self.check(scope)
+            except RequestError as exc:
+                await exc.response()(scope, receive, send)
+                return
+            await app(scope, receive, send)
+
+        return guarded

@@ -395,7 +395,7 @@ class ServerBase(FastAPI):
         }
         for route in self.router.routes:
             if isinstance(route, Route) and route.path in paths:
-                route.app = _KeyGuard(route.app, keys)
+                route.app = keys.guard(route.app)
 
     async def _health(self, request: Request) -> dict[str, Any]:
         if self.api_keys is not None:
@@ -412,33 +412,23 @@ class ServerBase(FastAPI):
         }
 
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            parts = get_route_path(scope).strip("/").split("/")
-            if len(parts) == 2 and parts[1] == "playground" and parts[0] not in self.reserved_names:
-                await self.playground.serve(scope, receive, send, parts[0])
-                return
-            kind = None
-            if len(parts) == 1 and parts[0]:
-                kind = INFO
-            elif len(parts) == 2 and parts[1] == "models":
-                kind = MODELS
-            elif len(parts) == 3 and parts[1:] == ["chat", "completions"]:
-                kind = CHAT
-            elif len(parts) == 2 and parts[1] == "responses":
-                kind = RESPONSES
-            elif len(parts) == 3 and parts[1] == "responses" and parts[2]:
-                kind = STORED
-                scope["path_params"] = {"response_id": parts[2]}
-            elif len(parts) >= 3 and parts[1] == "models" and all(parts[2:]):
-                kind = MODEL
+        if scope["type"] != "http":
+            await self.router.not_found(scope, receive, send)
+            return
+        parts = get_route_path(scope).strip("/").split("/")
+        name = parts[0]
+        if name in self.reserved_names:
+            await _unknown_url(scope, receive, send)
+        elif parts[1:] == ["playground"]:
+            await self.playground.serve(scope, receive, send, name)
+        else:
+            kind = _agent_route_kind(parts, scope)
             # A name that could not be an agent's is an unknown path: no resolver, hook or
             # log line ever sees it.
-            if kind is not None and parts[0] not in self.reserved_names and is_agent_name(parts[0]):
-                await self.serve_agent(kind, parts[0], self.dynamic_agents, scope, receive, send)
-                return
-            await _unknown_url(scope, receive, send)
-            return
-        await self.router.not_found(scope, receive, send)
+            if kind is not None and is_agent_name(name):
+                await self.serve_agent(kind, name, self.dynamic_agents, scope, receive, send)
+            else:
+                await _unknown_url(scope, receive, send)
 
     async def serve_agent(
         self,
@@ -516,24 +506,6 @@ class ServerBase(FastAPI):
 _STARTED = int(time.time())
 
 
-class _KeyGuard:
-    """An ASGI app that answers 401 unless the request carries one of the server's keys."""
-
-    __slots__ = ("app", "keys")
-
-    def __init__(self, app: Any, keys: ApiKeys) -> None:
-        self.app = app
-        self.keys = keys
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            self.keys.check(scope)
-        except RequestError as exc:
-            await exc.response()(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 def _model(name: str) -> dict[str, Any]:
     return model_object(name, _STARTED)
 
@@ -542,6 +514,26 @@ def _default_store() -> ResponseStore:
     """An SQLiteStore at ROBUTLER_RESPONSES_DB when it is set, else a MemoryStore."""
     path = os.environ.get("ROBUTLER_RESPONSES_DB", "").strip()
     return SQLiteStore(path) if path else MemoryStore()
+
+
+def _agent_route_kind(parts: list[str], scope: Scope) -> str | None:
+    """Which route of a dynamic agent a path (split at `/`, the name first) is, if any;
+    a stored response's id goes into the scope's path parameters."""
+    rest = parts[1:]
+    if not rest:
+        return INFO if parts[0] else None
+    if rest == ["models"]:
+        return MODELS
+    if rest == ["chat", "completions"]:
+        return CHAT
+    if rest == ["responses"]:
+        return RESPONSES
+    if len(rest) == 2 and rest[0] == "responses" and rest[1]:
+        scope["path_params"] = {"response_id": rest[1]}
+        return STORED
+    if len(rest) >= 2 and rest[0] == "models" and all(rest[1:]):
+        return MODEL
+    return None
 
 
 async def _unknown_url(scope: Scope, receive: Receive, send: Send) -> None:

@@ -200,26 +200,23 @@ def _obj(required: dict[str, Any], **optional: Any) -> dict[str, Any]:
 
 
 _STR = {"type": "string"}
+
+
 # What `items_to_messages` accepts, so that the document admits no input it rejects.
-_USER_PARTS = {
-    "type": "array",
-    "items": {
-        "anyOf": [
-            _obj({"type": {"enum": ["input_text", "output_text", "text"]}, "text": _STR}),
-            _obj({"type": {"const": "input_image"}, "image_url": _STR}),
-            _obj({"type": {"const": "input_file"}}),
-        ]
-    },
-}
-_ASSISTANT_PARTS = {
-    "type": "array",
-    "items": {
-        "anyOf": [
-            _obj({"type": {"enum": ["output_text", "input_text", "text"]}, "text": _STR}),
-            _obj({"type": {"const": "refusal"}, "refusal": _STR}),
-        ]
-    },
-}
+def _parts(*alternatives: dict[str, Any]) -> dict[str, Any]:
+    """An array of content parts, each one of `alternatives`."""
+    return {"type": "array", "items": {"anyOf": list(alternatives)}}
+
+
+_USER_PARTS = _parts(
+    _obj({"type": {"enum": ["input_text", "output_text", "text"]}, "text": _STR}),
+    _obj({"type": {"const": "input_image"}, "image_url": _STR}),
+    _obj({"type": {"const": "input_file"}}),
+)
+_ASSISTANT_PARTS = _parts(
+    _obj({"type": {"enum": ["output_text", "input_text", "text"]}, "text": _STR}),
+    _obj({"type": {"const": "refusal"}, "refusal": _STR}),
+)
 _MESSAGE_TYPE = {"type": {"enum": ["message", None]}}  # no type: a message
 _INPUT = {
     "anyOf": [

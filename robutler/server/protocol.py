@@ -298,6 +298,38 @@ _UNION_TAGS = frozenset(
 )
 
 
+def json_kind(value: Any) -> str:
+    """What JSON calls the kind of `value` (`null`, `integer`, `array`, ...), for messages."""
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def check_size(data: dict[str, Any], field: str, what: str, most: int, depth: int) -> None:
+    """422 when the list in `field` holds more than `most` entries (`what` names them in
+    the message) or the body's containers nest deeper than `depth` levels: limits that
+    keep one request from costing the server more than a request should."""
+    entries = data.get(field)
+    if isinstance(entries, list) and len(entries) > most:
+        raise RequestError(
+            422,
+            f"Too many {what}: {len(entries)} (the limit is {most}).",
+            param=field,
+            code="too_many_messages",
+        )
+    if _too_deep(data, depth):
+        raise RequestError(
+            422, f"The request body nests deeper than {depth} levels.", code="too_deeply_nested"
+        )
+
+
 def _too_deep(data: Any, limit: int) -> bool:
     """True when containers nest more than `limit` levels."""
     stack = [(data, 1)]
@@ -345,18 +377,7 @@ def parse_request(
     `max_messages` messages or containers nest deeper than `max_depth`.
     """
     data = load_json_object(body, "'messages'")
-    messages = data.get("messages")
-    if isinstance(messages, list) and len(messages) > max_messages:
-        raise RequestError(
-            422,
-            f"Too many messages: {len(messages)} (the limit is {max_messages}).",
-            param="messages",
-            code="too_many_messages",
-        )
-    if _too_deep(data, max_depth):
-        raise RequestError(
-            422, f"The request body nests deeper than {max_depth} levels.", code="too_deeply_nested"
-        )
+    check_size(data, "messages", "messages", max_messages, max_depth)
     try:
         model = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:

@@ -25,6 +25,7 @@ before it sends the JSON body or the stream's last frames.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import encode, parse_request
@@ -36,40 +37,19 @@ if TYPE_CHECKING:
 __all__ = ["CHAT", "ChatWire", "Parsed", "StreamEncoder", "WireFormat"]
 
 
+@dataclass(slots=True, eq=False)
 class Parsed:
     """What a request body asks for, in the terms the agent is called with."""
 
-    __slots__ = (
-        "data",
-        "include_usage",
-        "messages",
-        "model",
-        "n",
-        "on_answer",
-        "request",
-        "stream",
-    )
-
-    def __init__(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        stream: bool = False,
-        include_usage: bool = False,
-        model: str | None = None,
-        n: int = 1,
-        data: Mapping[str, Any] | None = None,
-        request: Any = None,
-        on_answer: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self.messages = messages
-        self.stream = stream
-        self.include_usage = include_usage
-        self.model = model
-        self.n = n
-        self.data = data  # the body as JSON, every field kept
-        self.request = request  # the validated request model (or the wire's own state)
-        self.on_answer = on_answer  # awaited before the answer's last bytes are sent
+    messages: list[dict[str, Any]]
+    _: KW_ONLY
+    stream: bool = False
+    include_usage: bool = False
+    model: str | None = None
+    n: int = 1
+    data: Mapping[str, Any] | None = None  # the body as JSON, every field kept
+    request: Any = None  # the validated request model (or the wire's own state)
+    on_answer: Callable[[], Awaitable[None]] | None = None  # awaited before the last bytes
 
 
 class StreamEncoder(Protocol):

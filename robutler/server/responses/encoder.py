@@ -229,12 +229,7 @@ class ResponsesEncoder:
 
     def _open_text(self) -> bytes:
         """Open a message (if none is open) and its output_text part (if it has none)."""
-        out = self.start() if not self.started else b""
-        out += self._add_pending()
-        if self._message is None:
-            out += self._add_message()
-        message = self._message
-        assert message is not None
+        out, message = self._open_message()
         if message.text_at < 0:
             message.text_at = len(message.parts)
             message.parts.append("text")
@@ -265,13 +260,18 @@ class ResponsesEncoder:
             {"output_index": index, "item": {**message.item("in_progress"), "content": []}},
         )
 
-    def _refusal(self, text: str) -> bytes:
+    def _open_message(self) -> tuple[bytes, _Message]:
+        """The events that open the response and a message item, as far as not yet open."""
         out = self.start() if not self.started else b""
         out += self._add_pending()
         if self._message is None:
             out += self._add_message()
         message = self._message
         assert message is not None
+        return out, message
+
+    def _refusal(self, text: str) -> bytes:
+        out, message = self._open_message()
         where = {"item_id": message.id, "output_index": message.index}
         if message.refusal_at < 0:
             message.refusal_at = len(message.parts)

@@ -9,7 +9,7 @@ it also turns a stored response's `output` back into the messages of its turn.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,7 +24,8 @@ from pydantic import (
     ValidationError,
 )
 
-from ..protocol import RequestError, _integral, _too_deep, load_json_object
+from ..protocol import RequestError, _integral, check_size, load_json_object
+from ..protocol import json_kind as _kind
 
 __all__ = [
     "ResponsesRequest",
@@ -157,19 +158,6 @@ def _bad(param: str, message: str, code: str = "invalid_value") -> RequestError:
     return RequestError(422, f"Invalid value for '{param}': {message}", param=param, code=code)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
-
-
 def parse_responses_request(
     body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
 ) -> tuple[dict[str, Any], ResponsesRequest]:
@@ -190,17 +178,7 @@ def parse_responses_request(
     items = data["input"]
     if not isinstance(items, (str, list)):
         raise _bad("input", f"must be a string or an array of input items, got {_kind(items)}")
-    if isinstance(items, list) and len(items) > max_messages:
-        raise RequestError(
-            422,
-            f"Too many input items: {len(items)} (the limit is {max_messages}).",
-            param="input",
-            code="too_many_messages",
-        )
-    if _too_deep(data, max_depth):
-        raise RequestError(
-            422, f"The request body nests deeper than {max_depth} levels.", code="too_deeply_nested"
-        )
+    check_size(data, "input", "input items", max_messages, max_depth)
     for name, why in _UNSUPPORTED.items():
         value = data.get(name)
         if value is None or value is False:
@@ -286,11 +264,7 @@ def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[s
     messages. Raises `RequestError` (422) naming the item at fault as `where[i]...`.
     """
     messages: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        path = f"{where}[{i}]"
-        if not isinstance(item, Mapping):
-            raise _bad(path, f"an input item is an object, got {_kind(item)}")
-        kind = item.get("type")
+    for path, item, kind in _typed(items, where, "an input item"):
         if kind is None or kind == "message":
             messages.append(_message(item, path))
         elif kind == "function_call":
@@ -304,16 +278,36 @@ def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[s
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             messages.append(_function_output(item, path))
-        elif isinstance(kind, str):
-            raise _bad(
-                f"{path}.type",
-                f"input items of type {kind!r} are not supported; send messages, "
-                "function_call and function_call_output items",
-                code="unsupported_value",
-            )
         else:
-            raise _bad(f"{path}.type", f"must be a string, got {_kind(kind)}")
+            raise _unsupported(
+                path,
+                kind,
+                "input items",
+                "send messages, function_call and function_call_output items",
+            )
     return messages
+
+
+def _typed(
+    entries: Sequence[Any], where: str, what: str
+) -> Iterator[tuple[str, Mapping[str, Any], Any]]:
+    """Each entry of a list of typed objects with its path and `type` (422 for a non-object)."""
+    for i, entry in enumerate(entries):
+        path = f"{where}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise _bad(path, f"{what} is an object, got {_kind(entry)}")
+        yield path, entry, entry.get("type")
+
+
+def _unsupported(path: str, kind: Any, what: str, instead: str) -> RequestError:
+    """The 422 for an entry whose `type` names nothing this server takes."""
+    if isinstance(kind, str):
+        return _bad(
+            f"{path}.type",
+            f"{what} of type {kind!r} are not supported; {instead}",
+            code="unsupported_value",
+        )
+    return _bad(f"{path}.type", f"must be a string, got {_kind(kind)}")
 
 
 def _message(item: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -353,11 +347,7 @@ def _text(part: Mapping[str, Any], path: str, key: str = "text") -> str:
 def _parts(parts: list[Any], path: str) -> str | list[dict[str, Any]]:
     """User/system/developer (and tool output) parts as chat content parts."""
     out: list[dict[str, Any]] = []
-    for j, part in enumerate(parts):
-        ppath = f"{path}[{j}]"
-        if not isinstance(part, Mapping):
-            raise _bad(ppath, f"a content part is an object, got {_kind(part)}")
-        kind = part.get("type")
+    for ppath, part, kind in _typed(parts, path, "a content part"):
         if kind in ("input_text", "output_text", "text"):
             out.append({"type": "text", "text": _text(part, ppath)})
         elif kind == "input_image":
@@ -377,15 +367,10 @@ def _parts(parts: list[Any], path: str) -> str | list[dict[str, Any]]:
         elif kind == "input_file":
             file = {k: v for k, v in part.items() if k != "type" and v is not None}
             out.append({"type": "file", "file": file})
-        elif isinstance(kind, str):
-            raise _bad(
-                f"{ppath}.type",
-                f"content parts of type {kind!r} are not supported; use input_text, "
-                "input_image or input_file",
-                code="unsupported_value",
-            )
         else:
-            raise _bad(f"{ppath}.type", f"must be a string, got {_kind(kind)}")
+            raise _unsupported(
+                ppath, kind, "content parts", "use input_text, input_image or input_file"
+            )
     if len(out) == 1 and out[0]["type"] == "text":
         return str(out[0]["text"])
     return out

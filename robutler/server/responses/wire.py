@@ -11,6 +11,7 @@ client that continues at once finds it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import RequestError, encode
@@ -28,25 +29,17 @@ __all__ = ["ResponsesCall", "ResponsesWire"]
 logger = logging.getLogger("robutler")
 
 
+@dataclass(slots=True, eq=False)
 class ResponsesCall:
     """One Responses request's own state: its id, the earlier turns, where it is stored."""
 
-    __slots__ = ("encoder", "owner", "previous", "request", "response", "response_id", "store")
-
-    def __init__(
-        self,
-        request: ResponsesRequest,
-        previous: list[dict[str, Any]],
-        owner: str | None,
-        store: ResponseStore,
-    ) -> None:
-        self.request = request
-        self.previous = previous
-        self.owner = owner
-        self.store = store
-        self.response_id = new_response_id()
-        self.response: dict[str, Any] | None = None
-        self.encoder: ResponsesEncoder | None = None
+    request: ResponsesRequest
+    previous: list[dict[str, Any]]
+    owner: str | None
+    store: ResponseStore
+    response_id: str = field(default_factory=new_response_id)
+    response: dict[str, Any] | None = None
+    encoder: ResponsesEncoder | None = None
 
     async def save(self) -> None:
         """Store the response with its conversation (without the instructions, which a
