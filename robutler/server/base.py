@@ -39,6 +39,7 @@ from .lifecycle import Hooks, StreamingWrapper
 from .playground import PAGE_PATH, Playground
 from .protocol import RequestError, encode, error_response
 from .responses.wire import ResponsesWire
+from .routes import RouteTable
 from .store import MemoryStore, ResponseStore, SQLiteStore
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
@@ -268,17 +269,21 @@ class ServerBase(FastAPI):
         self.reserved_names: set[str] = set(RESERVED_NAMES)
         self.readiness_checks: list[Callable[[], str | None]] = []
         self.router.default = self._unmatched
+        # robutler's own routes: one table, first, looked up instead of pattern-matched
+        self.route_table = RouteTable()
+        self.router.routes.insert(0, self.route_table)
         self.add_api_route("/health", self._health, methods=["GET"], tags=["robutler"])
         if self.api_keys is not None and not public_docs:
             self._guard_docs(self.api_keys)
         self.playground = Playground(self, playground)
-        self.router.routes.append(Route(PAGE_PATH, self.playground, name="playground"))
+        self.route_table.add(PAGE_PATH, self.playground, "playground")
         self.openai_prefix = openai_prefix
         self.front_door: FrontDoor | None = None
         if openai_prefix is not None:
             self.front_door = FrontDoor(self, openai_prefix)
             self.reserved_names.add(openai_prefix.strip("/").split("/")[0])
-            self.router.routes.extend(self.front_door.routes())
+            for path, app, route_name in self.front_door.routes():
+                self.route_table.add(path, app, route_name)
 
     @property
     def response_store(self) -> ResponseStore:
@@ -331,9 +336,7 @@ class ServerBase(FastAPI):
             (f"/{name}/models/{{model_id:path}}", MODEL),
             (f"/{name}", INFO),
         ):
-            self.router.routes.append(
-                Route(path, _AgentRoute(self, kind, name, specs), name=f"agent:{name}:{kind}")
-            )
+            self.route_table.add(path, _AgentRoute(self, kind, name, specs), f"agent:{name}:{kind}")
         return spec
 
     def add_dynamic_agent(

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from .agents import AgentSpec, find_agent, is_agent_name
@@ -112,16 +111,15 @@ class FrontDoor:
         self.prefix = prefix
         self.listers: list[Callable[[], Any]] = []
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[tuple[str, Any, str]]:
+        """Its routes as (path, ASGI app, name), for the server's route table."""
         p = self.prefix
         return [
-            Route(f"{p}/models", _FrontRoute(self, MODELS), name="openai:models"),
-            Route(f"{p}/models/{{model_id:path}}", _FrontRoute(self, MODEL), name="openai:model"),
-            Route(f"{p}/chat/completions", _FrontRoute(self, CHAT_ROUTE), name="openai:chat"),
-            Route(f"{p}/responses", _FrontRoute(self, RESPONSES), name="openai:responses"),
-            Route(
-                f"{p}/responses/{{response_id}}", _FrontRoute(self, STORED), name="openai:stored"
-            ),
+            (f"{p}/models", _FrontRoute(self, MODELS), "openai:models"),
+            (f"{p}/models/{{model_id:path}}", _FrontRoute(self, MODEL), "openai:model"),
+            (f"{p}/chat/completions", _FrontRoute(self, CHAT_ROUTE), "openai:chat"),
+            (f"{p}/responses", _FrontRoute(self, RESPONSES), "openai:responses"),
+            (f"{p}/responses/{{response_id}}", _FrontRoute(self, STORED), "openai:stored"),
         ]
 
     def specs_for(self, model: str) -> list[AgentSpec]:
