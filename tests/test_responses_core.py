@@ -29,6 +29,7 @@ from robutler.server.responses import (
     response_from_completion,
     responses_usage,
 )
+from robutler.server.responses.wire import conversation
 from robutler.server.results import UnsupportedResult, assemble
 from robutler_testing.response_validators import validate_response, validate_response_stream
 
@@ -82,8 +83,10 @@ def encode_stream(items: Iterable[Any], **request: Any) -> tuple[bytes, Response
 
 
 def test_string_input_is_one_user_message() -> None:
-    data, request = parse_responses_request(b'{"model": "m", "input": "Hello", "seed": 7}')
-    assert request.input_messages == [{"role": "user", "content": "Hello"}]
+    data, request, messages = parse_responses_request(
+        b'{"model": "m", "input": "Hello", "seed": 7}'
+    )
+    assert messages == [{"role": "user", "content": "Hello"}]
     assert data["seed"] == 7 and request.model_extra == {"seed": 7}  # unknown fields kept
     assert request.stream is False and request.store is True
 
@@ -175,15 +178,19 @@ def test_assistant_refusal_part_and_file_part() -> None:
 
 
 def test_instructions_lead_and_previous_turns_come_before_the_input() -> None:
-    request = parse(instructions="Answer in French.", input="And now?")
+    _, request, given = parse_responses_request(
+        json.dumps({"instructions": "Answer in French.", "input": "And now?"}).encode()
+    )
     previous = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Salut"}]
-    assert chat_messages(request, previous) == [
+    assert chat_messages(request, given, previous) == [
         {"role": "system", "content": "Answer in French."},
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": "Salut"},
         {"role": "user", "content": "And now?"},
     ]
-    assert chat_messages(parse(input="x")) == [{"role": "user", "content": "x"}]
+    assert chat_messages(parse(input="x"), [{"role": "user", "content": "x"}]) == [
+        {"role": "user", "content": "x"}
+    ]
 
 
 def test_tools_and_tool_choice_in_the_chat_shape() -> None:
@@ -760,3 +767,23 @@ def test_stream_and_json_give_the_same_response(items: list[Any]) -> None:
     assert (json_body["status"], json_body["usage"]) == (report.status, report.usage)
     if report.status == "completed":  # the helper gives a final response for completed only
         assert read_with_client(body)[1].output_text == report.text
+
+
+def test_a_stored_conversation_is_its_input_then_its_output_also_in_the_old_shape() -> None:
+    output = [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Salut", "annotations": []}],
+        }
+    ]
+    record = {"response": {"output": output}, "input": [{"role": "user", "content": "Hi"}]}
+    assert conversation(record) == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Salut"},
+    ]
+    # records written before the output was kept as output alone hold the whole turn
+    old = {"response": {"output": output}, "messages": [{"role": "user", "content": "x"}]}
+    assert conversation(old) == [{"role": "user", "content": "x"}]

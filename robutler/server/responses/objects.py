@@ -8,6 +8,7 @@ Completions' `prompt_tokens`/`completion_tokens` to `input_tokens`/`output_token
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ def new_response_id() -> str:
     Always made by the server, never from anything a client sent: stored responses are
     found by id, so a client must not be able to choose one.
     """
-    return "resp_" + uuid.uuid4().hex
+    return "resp_" + os.urandom(16).hex()  # as random as uuid4, without the UUID object
 
 
 def item_id(response_id: str, prefix: str, index: int) -> str:

@@ -17,7 +17,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     StrictBool,
     StrictStr,
     StringConstraints,
@@ -45,8 +44,8 @@ class _Open(BaseModel):
 class ResponsesRequest(_Open):
     """A Responses API request; fields not listed here are kept as they came.
 
-    `input_messages` is `input` as Chat Completions messages (set by
-    `parse_responses_request`); `echo()` the request fields a response object repeats.
+    `echo()` gives the request fields a response object repeats. (No private attributes:
+    pydantic's cost a Python-level lookup on every read.)
     """
 
     model: StrictStr | None = None
@@ -84,40 +83,31 @@ class ResponsesRequest(_Open):
     stream_options: dict[str, Any] | None = None
     background: Literal[False] | None = None  # background responses are refused (400)
 
-    _input_messages: list[dict[str, Any]] = PrivateAttr(default_factory=list)
-    _echo: dict[str, Any] | None = PrivateAttr(default=None)
-
-    @property
-    def input_messages(self) -> list[dict[str, Any]]:
-        """`input` as Chat Completions messages (without instructions or earlier turns)."""
-        return self._input_messages
-
     def echo(self) -> dict[str, Any]:
-        """The fields of a response object that repeat this request (computed once)."""
-        if self._echo is None:
-            self._echo = {
-                "instructions": self.instructions,
-                "metadata": dict(self.metadata or {}),
-                "parallel_tool_calls": (
-                    True if self.parallel_tool_calls is None else self.parallel_tool_calls
-                ),
-                "previous_response_id": self.previous_response_id,
-                "store": self.store is not False,
-                "temperature": self.temperature,
-                "top_p": self.top_p,
-                "max_output_tokens": self.max_output_tokens,
-                "max_tool_calls": self.max_tool_calls,
-                "tool_choice": self.tool_choice if self.tool_choice is not None else "auto",
-                "tools": list(self.tools or []),
-                "text": self.text if self.text is not None else {"format": {"type": "text"}},
-                "truncation": self.truncation or "disabled",
-                "top_logprobs": self.top_logprobs,
-                "user": self.user,
-                "background": False,
-            }
-            if self.reasoning is not None:
-                self._echo["reasoning"] = self.reasoning
-        return self._echo
+        """The fields of a response object that repeat this request."""
+        echo = {
+            "instructions": self.instructions,
+            "metadata": dict(self.metadata or {}),
+            "parallel_tool_calls": (
+                True if self.parallel_tool_calls is None else self.parallel_tool_calls
+            ),
+            "previous_response_id": self.previous_response_id,
+            "store": self.store is not False,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_output_tokens": self.max_output_tokens,
+            "max_tool_calls": self.max_tool_calls,
+            "tool_choice": self.tool_choice if self.tool_choice is not None else "auto",
+            "tools": list(self.tools or []),
+            "text": self.text if self.text is not None else {"format": {"type": "text"}},
+            "truncation": self.truncation or "disabled",
+            "top_logprobs": self.top_logprobs,
+            "user": self.user,
+            "background": False,
+        }
+        if self.reasoning is not None:
+            echo["reasoning"] = self.reasoning
+        return echo
 
     def chat_tools(self) -> list[dict[str, Any]] | None:
         """`tools` in the Chat Completions shape (`{"type": "function", "function": {...}}`).
@@ -160,10 +150,9 @@ def _bad(param: str, message: str, code: str = "invalid_value") -> RequestError:
 
 def parse_responses_request(
     body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
-) -> tuple[dict[str, Any], ResponsesRequest]:
-    """Parse and validate a Responses request body; return the raw dict and the model.
-
-    The model's `input_messages` hold `input` as Chat Completions messages. Raises
+) -> tuple[dict[str, Any], ResponsesRequest, list[dict[str, Any]]]:
+    """Parse and validate a Responses request body; return the raw dict, the model and
+    `input` as Chat Completions messages (without instructions or earlier turns). Raises
     `RequestError`: 422 naming the field at fault (also beyond `max_messages` input items
     or `max_depth` levels of nesting), 400 for a feature robutler does not offer.
     """
@@ -196,12 +185,12 @@ def parse_responses_request(
     except ValidationError as exc:
         raise _invalid(exc) from None
     _check_tools(request.tools)
-    request._input_messages = (
+    input_messages = (
         [{"role": "user", "content": request.input}]
         if isinstance(request.input, str)
         else items_to_messages(request.input, "input")
     )
-    return data, request
+    return data, request, input_messages
 
 
 def _invalid(exc: ValidationError) -> RequestError:
@@ -440,7 +429,9 @@ def _function_output(item: Mapping[str, Any], path: str) -> dict[str, Any]:
 
 
 def chat_messages(
-    request: ResponsesRequest, previous: Sequence[Mapping[str, Any]] = ()
+    request: ResponsesRequest,
+    input_messages: Sequence[Mapping[str, Any]],
+    previous: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """The conversation an agent gets: instructions as a leading system message, then the
     earlier turns (`previous`, Chat Completions messages), then this request's input."""
@@ -448,5 +439,5 @@ def chat_messages(
     if request.instructions:
         messages.append({"role": "system", "content": request.instructions})
     messages.extend(dict(m) for m in previous)
-    messages.extend(request.input_messages)
+    messages.extend(dict(m) for m in input_messages)
     return messages

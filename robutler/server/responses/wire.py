@@ -11,6 +11,7 @@ client that continues at once finds it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ class ResponsesCall:
     """One Responses request's own state: its id, the earlier turns, where it is stored."""
 
     request: ResponsesRequest
+    input_messages: list[dict[str, Any]]
     previous: list[dict[str, Any]]
     owner: str | None
     store: ResponseStore
@@ -42,25 +44,29 @@ class ResponsesCall:
     encoder: ResponsesEncoder | None = None
 
     async def save(self) -> None:
-        """Store the response with its conversation (without the instructions, which a
-        later turn does not inherit). A store that fails is logged; the client still gets
-        its answer."""
+        """Store the response with the conversation before it (without the instructions,
+        which a later turn does not inherit); `conversation` adds the response's own
+        output when a later turn asks for it. A store that fails is logged; the client
+        still gets its answer."""
         response = self.response
         if response is None and self.encoder is not None:
             response = self.encoder.response
         if response is None:
             return
-        messages = [
-            *self.previous,
-            *self.request.input_messages,
-            *items_to_messages(response["output"], "output"),
-        ]
+        record = {"response": response, "input": [*self.previous, *self.input_messages]}
         try:
-            await self.store.put(
-                self.response_id, {"response": response, "messages": messages}, self.owner
-            )
+            await self.store.put(self.response_id, record, self.owner)
         except Exception:
             logger.exception("storing response %s failed", self.response_id)
+
+
+def conversation(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A stored response's whole conversation as Chat Completions messages: what came
+    before it, then its output (turned into messages only when a later turn needs them)."""
+    if "input" not in record:  # stored before the output was kept as output alone
+        return list(record.get("messages") or [])
+    response = record.get("response") or {}
+    return [*record["input"], *items_to_messages(response.get("output") or [], "output")]
 
 
 class ResponsesWire:
@@ -73,7 +79,7 @@ class ResponsesWire:
 
     async def parse(self, body: bytes, exchange: Exchange) -> Parsed:
         endpoint = exchange.endpoint
-        data, request = parse_responses_request(
+        data, request, input_messages = parse_responses_request(
             body, max_messages=endpoint.max_messages, max_depth=endpoint.max_depth
         )
         owner = exchange.state.api_key_name
@@ -87,10 +93,10 @@ class ResponsesWire:
                     param="previous_response_id",
                     code="previous_response_not_found",
                 )
-            previous = list(record.get("messages") or [])
-        call = ResponsesCall(request, previous, owner, self.store)
+            previous = conversation(record)
+        call = ResponsesCall(request, input_messages, previous, owner, self.store)
         return Parsed(
-            chat_messages(request, previous),
+            chat_messages(request, input_messages, previous),
             stream=request.stream is True,
             model=request.model,
             data=data,
