@@ -92,11 +92,15 @@ class ASGIExchange:
         return self
 
     def leave(self) -> None:
-        """The client closes its end now (gone, unless it had the whole answer)."""
+        """The client closes its end now (gone, unless it had the whole answer).
+
+        `on_close` hears it before the app's waits on the client end: a host that cancels
+        the request when the connection closes does so before the app hears of it.
+        """
         if not self.complete:
             self.gone = True
-        self.ended.set()
         self._closed(self.complete)
+        self.ended.set()
 
     def _closed(self, complete: bool) -> None:
         if self.on_close is not None:
@@ -128,8 +132,8 @@ class ASGIExchange:
         self.frames += 1 if body else 0
         if final:
             self.complete = True
-            self.ended.set()
             self._closed(complete=True)
+            self.ended.set()
         elif self.leave_after is not None and self.frames >= self.leave_after:
             self.leave()
 

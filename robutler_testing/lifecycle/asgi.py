@@ -187,15 +187,22 @@ class ASGIRunner:
             await exchange.stuck.wait()
             exchange.leave()
 
-        async def host() -> None:
-            await exchange.ended.wait()
+        def closes(complete: bool) -> None:
+            # The host cancels the request as the connection closes, before the app's own
+            # waits on the client (its disconnect watcher, a blocked write) hear of it.
+            trace.client_closes(complete)
             if cancel.active:
                 trace.host_cancelled = True
                 cancel("host")
 
+        async def host_at_once() -> None:  # a client that vanished closed before the app ran
+            closes(False)
+
         helpers = [asyncio.ensure_future(give_up_when_stuck())]
         if trace.scenario.client.host_cancels:
-            helpers.append(asyncio.ensure_future(host()))
+            exchange.on_close = closes
+            if exchange.gone:
+                helpers.append(asyncio.ensure_future(host_at_once()))
         try:
             finished = await _bounded(exchange.run(), self.timeout, cancel)
         except Exception as exc:  # the wrapper recorded it; the checks report it

@@ -451,6 +451,7 @@ def work_stopped(r: Request) -> list[str]:
         out.append(f"{OUTLIVED}: a task the agent spawned was still running when the request ended")
     if len(t.agent_exit) < len(t.agent):
         out.append(f"{OUTLIVED}: the agent's call never finished (its finally did not run)")
+    out += _busy_work_stopped(r)
     sync = r.scenario.agent.form == "sync_gen"
     if t.stream_started and not t.stream_exit and (STRICT_SYNC_GENERATORS or not sync):
         out.append(f"{OUTLIVED}: the agent's stream was never closed (its finally did not run)")
@@ -462,6 +463,34 @@ def work_stopped(r: Request) -> list[str]:
         out.append(
             f"{OUTLIVED}: the agent's stream was closed only after finalize had started "
             "(left to the garbage collector)"
+        )
+    return out
+
+
+# An agent that never awaits may be read this many pieces past its client's leaving: a
+# server has to give the event loop a turn now and then to hear of it (robutler: every 16).
+BUSY_PIECES = 64
+
+
+def _busy_work_stopped(r: Request) -> list[str]:
+    """Work that never waits of its own accord stops too once the server knows the client
+    has gone: a stream that never awaits, a task the agent started and never awaited."""
+    t, a = r.trace, r.scenario.agent
+    out = []
+    if a.form == "busy" and t.left.seq is not None:
+        after = sum(1 for m in t.pieces if m.seq > (t.left.seq or 0))
+        if after > BUSY_PIECES:
+            out.append(
+                f"{OUTLIVED}: an agent that never awaits was read for {after} more pieces "
+                "after its client left (the server gave the event loop no turn to hear it)"
+            )
+    knew = t.host_cancelled or (
+        r.fin is not None and (r.fin.wrapper_status == "disconnected" or r.fin.status_code == 499)
+    )
+    if a.background and t.background and knew and t.background_end != "cancelled":
+        out.append(
+            f"{OUTLIVED}: a task the agent started and never awaited ran on after the server "
+            f"knew its client had gone ({t.background_end or 'still running'})"
         )
     return out
 

@@ -92,6 +92,9 @@ class AgentPlan:
     spawns) and calls a priced tool once per entry of `uses` (True: the call returns,
     False: it raises, and the agent carries on). Once its client has left, an async agent
     waits at its next step, so a server that does not cancel it is seen to let it run on.
+    With `background` it also starts a task it never awaits, which keeps busy once the
+    client has gone until it is cancelled. Form "busy" streams its pieces from an async
+    generator that never awaits (it gives the event loop no turn of its own).
     """
 
     kind: AgentKind = "reply"
@@ -102,6 +105,7 @@ class AgentPlan:
     tools: tuple[tuple[str, str], ...] = ()
     track: tuple[float, ...] = ()
     uses: tuple[bool, ...] = ()
+    background: bool = False
 
     def describe(self) -> str:
         pieces = f"{len(self.pieces)} chunk(s) {list(self.pieces)!r}"
@@ -112,6 +116,7 @@ class AgentPlan:
             "async_gen": "from an async generator",
             "sync_gen": "from a sync generator",
             "events": "as MockAgent stream events",
+            "busy": "from an async generator that never awaits",
             "call": "when called",
             "mock": "through MockAgent",
         }.get(self.form, self.form)
@@ -126,6 +131,8 @@ class AgentPlan:
         if self.uses:
             calls = ", ".join("ok" if ok else "raises" for ok in self.uses)
             parts.append(f"calls a priced tool ({calls})")
+        if self.background:
+            parts.append("starts a task it does not await (busy until cancelled)")
         return f" and {' and '.join(parts)}" if parts else ""
 
     def _what(self, pieces: str, how: str, extra: str) -> str:
@@ -425,6 +432,7 @@ def _corner(*scenarios: Scenario, concurrent: bool = False) -> RequestBatch:
 
 
 _THREE = ("a", "b", "c")
+_MANY = tuple("abcdefghij") * 20  # 200 pieces: more than a server reads between loop turns
 _LOST = ClientPlan("lost_at_end")
 _WAITS = (HookPlan(action="await"),)
 
@@ -445,6 +453,31 @@ CORNER_CASES: tuple[RequestBatch, ...] = (
             AgentPlan("chunks", _THREE, "async_gen"),
             stream=True,
             client=ClientPlan("never_read", buffer=0, host_cancels=True),
+        )
+    ),
+    # work outlived: a task the agent started and never awaited, when the client leaves
+    # mid-stream, and when the host cancels while a write blocks
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "async_gen", delay=0.001, background=True),
+            stream=True,
+            client=ClientPlan("close_after", frames=1),
+        )
+    ),
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "async_gen", background=True),
+            stream=True,
+            client=ClientPlan("never_read", buffer=0, host_cancels=True),
+        )
+    ),
+    # work outlived: an agent that never awaits streams on for a client that left, unless
+    # the server gives the event loop a turn now and then (and so hears the disconnect)
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _MANY, "busy"),
+            stream=True,
+            client=ClientPlan("close_after", frames=2),
         )
     ),
     # finalize cut short: the client leaves mid-stream while a finalize hook waits

@@ -245,6 +245,8 @@ class Trace:
         self.stream_exit: list[Mark] = []
         self.stream_done: list[Mark] = []
         self.stalls: list[Mark] = []
+        self.background: list[asyncio.Task[None]] = []  # tasks the agent did not await
+        self.background_end: str | None = None  # "cancelled", or "finished" on its own
         self.outlived: list[str] = []
         self.tracked: list[tuple[str, float]] = []
         self.tool_ok = 0
@@ -629,6 +631,8 @@ class Probe:
             return "lifecycle probe"
         try:
             self._track(trace, trace.scenario.agent.track[:1])
+            if trace.scenario.agent.background:
+                trace.background.append(asyncio.create_task(self._background(trace)))
             await asyncio.create_task(self._spawned(trace))
             for ok in trace.scenario.agent.uses:
                 with contextlib.suppress(ProbeError):
@@ -665,6 +669,33 @@ class Probe:
             self._track(trace, trace.scenario.agent.track[1:])
         finally:
             self.mark(trace.spawned_exit, None)
+
+    async def _background(self, trace: Trace) -> None:
+        """A task the agent starts and never awaits: once its client has gone before the
+        answer was complete, it keeps busy for a grace period unless it is cancelled."""
+        try:
+            await trace.closed.wait(10.0)
+            if trace.left.is_set():
+                if trace.driver == "live":
+                    await asyncio.sleep(LIVE_GRACE)
+                else:
+                    for _ in range(GRACE_TURNS):
+                        await asyncio.sleep(0)
+            trace.background_end = "finished"
+        except asyncio.CancelledError:
+            trace.background_end = "cancelled"
+            raise
+
+    async def _busy(self, trace: Trace) -> Any:
+        """The pieces from an async generator that never awaits."""
+        self.mark(trace.stream_started, None)
+        try:
+            for piece in trace.scenario.agent.pieces:
+                self.mark(trace.pieces, get_context())
+                yield piece
+            self.mark(trace.stream_done, None)
+        finally:
+            self.mark(trace.stream_exit, None)
 
     def _track(self, trace: Trace, credits: tuple[float, ...]) -> None:
         ctx = get_context()
@@ -760,6 +791,8 @@ class Probe:
             return _ObservedEvents(self, trace, mock.run_streamed(messages))
         if a.form == "sync_gen":
             return self._gen(trace, fail)
+        if a.form == "busy":
+            return self._busy(trace)
         return self._agen(trace, fail)
 
     async def _agen(self, trace: Trace, fail: BaseException | None, tail: Any = None) -> Any:

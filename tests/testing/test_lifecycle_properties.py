@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from robutler.server import ServerBase, StreamingWrapper, context, endpoint, get_context
+from robutler.server import ServerBase, StreamingWrapper, context, endpoint, get_context, watch
 from robutler.server.context import _current
 from robutler.server.endpoint import Exchange
 from robutler.server.lifecycle import Hooks
@@ -233,6 +233,7 @@ def global_context(monkeypatch: pytest.MonkeyPatch) -> None:
     current = _GlobalCurrent()
     monkeypatch.setattr(context, "_current", current)
     monkeypatch.setattr(endpoint, "_current", current)
+    monkeypatch.setattr(watch, "_current", current)
 
 
 BROKEN = [
@@ -721,3 +722,24 @@ def test_profiles_ci_by_default_deep_by_env(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(PROFILE_ENV, "fast")
     with pytest.raises(ValueError, match="ROBUTLER_LIFECYCLE_PROFILE"):
         lifecycle_settings()
+
+
+# work that never waits of its own accord ------------------------------------------------
+
+
+def test_the_corner_cases_catch_tasks_left_running_and_streams_that_never_yield(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = lifecycle_settings("asgi", profile="ci", phases=[Phase.explicit])
+    # a server that forgets the tasks an agent started without awaiting them
+    with monkeypatch.context() as patched:
+        patched.setattr(endpoint, "cancel_spawned", lambda state, task: None)
+        with pytest.raises(LifecycleViolation) as caught:
+            check_lifecycle(make_app, settings=settings)
+    assert "a task the agent started and never awaited ran on" in str(caught.value)
+    # a server whose stream loop never gives the event loop a turn of its own
+    with monkeypatch.context() as patched:
+        patched.setattr(endpoint, "YIELD_EVERY", 10**9)
+        with pytest.raises(LifecycleViolation) as caught:
+            check_lifecycle(make_app, settings=settings)
+    assert "an agent that never awaits was read for" in str(caught.value)
