@@ -58,26 +58,28 @@ def _integral(value: Any) -> Any:
 Int = Annotated[int, BeforeValidator(_integral)]
 
 
-class _Open(BaseModel):
+class OpenModel(BaseModel):
+    """A strict request model that keeps fields it does not list (as they came)."""
+
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-class FunctionCall(_Open):
+class FunctionCall(OpenModel):
     name: StrictStr
     arguments: StrictStr
 
 
-class ToolCall(_Open):
+class ToolCall(OpenModel):
     id: StrictStr
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ContentPart(_Open):
+class ContentPart(OpenModel):
     type: StrictStr
 
 
-class ChatMessage(_Open):
+class ChatMessage(OpenModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: StrictStr | list[ContentPart] | None = None
     name: StrictStr | None = None
@@ -85,11 +87,11 @@ class ChatMessage(_Open):
     tool_call_id: StrictStr | None = None
 
 
-class StreamOptions(_Open):
+class StreamOptions(OpenModel):
     include_usage: StrictBool | None = None
 
 
-class ChatCompletionRequest(_Open):
+class ChatCompletionRequest(OpenModel):
     """A Chat Completions request; fields not listed here are kept as they came."""
 
     model: StrictStr | None = None

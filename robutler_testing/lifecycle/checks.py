@@ -619,21 +619,10 @@ def charges_match(r: Request) -> list[str]:
 def hang_up_is_no_failure(r: Request) -> list[str]:
     """A client that hangs up before its body is read, or while the agent is still at work
     before answering, is finalized as a disconnect: no 5xx, no error logged."""
-    t, s = r.trace, r.scenario
-    if t.left.seq is None or r.fin is None:
+    t, fin = r.trace, r.fin
+    if fin is None or not _hung_up_early(r):
         return []
-    if r.e.agent_fails or s.route == "unknown" or s.bad_body:
-        return []
-    if any(h.action in ("raise", "reject") for h in s.before):
-        return []
-    first_send = t.sends[0].seq_in if t.sends else None
-    stalled_early = bool(t.stalls) and (first_send is None or t.stalls[0].seq < first_send)
-    if t.body_read is not None and not stalled_early:
-        return []  # the server could not know that the client had gone
-    if first_send is not None and first_send < t.left.seq and not stalled_early:
-        return []  # the answer (e.g. a 401 before the body is read) was on its way
     out = []
-    fin = r.fin
     if isinstance(fin.response, StreamingWrapper):
         if fin.wrapper_status != "disconnected":
             out.append(
@@ -647,6 +636,23 @@ def hang_up_is_no_failure(r: Request) -> list[str]:
     if start is not None and start >= 500:
         out.append(f"{HANG_UP}: the server answered {start} to a client that had left")
     return out
+
+
+def _hung_up_early(r: Request) -> bool:
+    """The client left before its body was read, or while the agent was at work before
+    answering, in a scenario where nothing else fails (so a disconnect is the outcome)."""
+    t, s = r.trace, r.scenario
+    if t.left.seq is None or r.e.agent_fails or s.route == "unknown" or s.bad_body:
+        return False
+    if any(h.action in ("raise", "reject") for h in s.before):
+        return False
+    first_send = t.sends[0].seq_in if t.sends else None
+    stalled_early = bool(t.stalls) and (first_send is None or t.stalls[0].seq < first_send)
+    if stalled_early:
+        return True
+    # with the body read, the server could not know the client had gone; with the answer
+    # on its way (e.g. a 401 before the body is read), the client left after it
+    return t.body_read is None and (first_send is None or first_send > t.left.seq)
 
 
 def errors_logged(r: Request) -> list[str]:

@@ -13,9 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictStr,
@@ -23,7 +21,7 @@ from pydantic import (
     ValidationError,
 )
 
-from ..protocol import RequestError, _integral, check_size, load_json_object
+from ..protocol import OpenModel, RequestError, _integral, check_size, load_json_object
 from ..protocol import json_kind as _kind
 
 __all__ = [
@@ -37,11 +35,7 @@ __all__ = [
 _MAX_METADATA = 16  # pairs, as on OpenAI: keys of at most 64 characters, values of 512
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
-
-
-class ResponsesRequest(_Open):
+class ResponsesRequest(OpenModel):
     """A Responses API request; fields not listed here are kept as they came.
 
     `echo()` gives the request fields a response object repeats. (No private attributes:
