@@ -13,6 +13,7 @@ import contextvars
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from robutler.server.pricing import apply_request_charges
 from robutler.server.responses import ResponsesEncoder
 from robutler.server.responses.wire import ResponsesWire
 from robutler.server.results import Kind
+from robutler.server.store import MemoryStore, SQLiteStore
 from robutler.server.wire import CHAT, Parsed
 from robutler_testing import lifecycle
 from robutler_testing.lifecycle import (
@@ -64,6 +66,7 @@ from robutler_testing.lifecycle.plans import (
 from robutler_testing.lifecycle.probe import Probe
 from robutler_testing.lifecycle.profiles import PROFILE_ENV
 
+RESPONSES_ONLY = request_batches(scenarios(apis=("responses", "v1-responses")))
 META = lifecycle_settings("asgi", profile="ci", max_examples=60)
 # meta-tests on the live machine prove detection; shrinking replays would only add minutes
 META_MACHINE = lifecycle_settings(
@@ -72,7 +75,9 @@ META_MACHINE = lifecycle_settings(
 
 
 def make_app() -> ServerBase:
-    return ServerBase(title="lifecycle properties")
+    # stored responses in memory whatever ROBUTLER_RESPONSES_DB says: the meta-tests'
+    # drawn examples must not depend on the environment (SQLite has a test of its own)
+    return ServerBase(title="lifecycle properties", response_store=MemoryStore())
 
 
 # robutler's own server ---------------------------------------------------------------
@@ -88,6 +93,20 @@ def test_lifecycle_holds_under_uvicorn() -> None:
 
 def test_lifecycle_holds_when_crashing_hooks_fail_closed() -> None:
     check_lifecycle(lambda: ServerBase(hook_errors="reject"), max_examples=60)
+
+
+def test_lifecycle_holds_with_responses_stored_in_sqlite(tmp_path: Path) -> None:
+    # the store is written before the answer's last bytes, on the store's own thread
+    store = SQLiteStore(tmp_path / "responses.db")
+    try:
+        check_lifecycle(
+            lambda: ServerBase(title="sqlite", response_store=store),
+            batches=RESPONSES_ONLY,
+            max_examples=40,
+        )
+        assert asyncio.run(store.count()) > 0
+    finally:
+        asyncio.run(store.close())
 
 
 # concurrent requests started, advanced, read and abandoned in any order, live
@@ -511,7 +530,7 @@ class LeavesEventStreamsOpen(Exchange):
 
 
 def _server(cls: type[ServerBase]) -> Callable[[], ServerBase]:
-    return lambda: cls(title="broken")
+    return lambda: cls(title="broken", response_store=MemoryStore())
 
 
 # stop at the first counterexample: these tests show detection, not the smallest case
@@ -685,7 +704,6 @@ RESPONSES_BROKEN = [
     (with_responses_wire(EndsResponsesStreamsWithDone), "sends data: \\[DONE\\]"),
 ]
 CHAT_ONLY = request_batches(scenarios(apis=("chat", "v1-chat")))
-RESPONSES_ONLY = request_batches(scenarios(apis=("responses", "v1-responses")))
 
 
 @pytest.mark.parametrize(
