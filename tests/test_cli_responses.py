@@ -27,7 +27,10 @@ def test_responses_db_comes_from_the_option_the_environment_or_the_default(
     from robutler.cli import responses_db
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ROBUTLER_RESPONSES_DB", raising=False)
+    # setenv first, so that monkeypatch restores the variable's absence afterwards:
+    # responses_db() sets it for the workers, and a later ServerBase() would use that file
+    monkeypatch.setenv("ROBUTLER_RESPONSES_DB", "")
+    monkeypatch.delenv("ROBUTLER_RESPONSES_DB")
     assert responses_db(argparse.Namespace(responses_db=None)) == str(
         tmp_path / ".robutler" / "responses.db"
     )

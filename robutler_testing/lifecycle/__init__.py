@@ -1,9 +1,10 @@
 """Hypothesis properties for the request lifecycle of a robutler server.
 
 Point them at your own server (a `ServerBase`, or a function that builds one) and they
-check, request by request, what robutler promises about a request's life: `finalize_request`
-runs exactly once, after the last byte, and each hook once, to its end, also when the
-request is cancelled; every hook, the agent, its tasks and its stream share one context of
+check, request by request (Chat Completions and Responses API requests, to each agent's
+own routes and through the `/v1` front door), what robutler promises about a request's
+life: `finalize_request` runs exactly once, after the last byte, and each finalize hook
+once, to its end, also when the request is cancelled; every hook, the agent, its tasks and its stream share one context of
 the request's own; finalize is told the truth (completed / disconnected / failed, and the
 response the client got); work stops when the client leaves; usage stays with its request;
 `@pricing` charges match the outcome; a client that hangs up is not an agent failure::
@@ -41,7 +42,9 @@ from .checks import LifecycleViolation, raise_if
 from .live import LiveRunner
 from .machine import LifecycleMachine
 from .plans import (
+    APIS,
     CORNER_CASES,
+    FRONT_DOOR_APIS,
     ROUTES,
     RequestBatch,
     Route,
@@ -96,10 +99,13 @@ def check_lifecycle(
         chosen = Settings(chosen, max_examples=max_examples)
     default = batches is None
     if batches is None:
-        # a server with resolvers of its own may accept any name: no 404 scenarios then
-        own = len(getattr(target.probe(fresh=True).server, "dynamic_agents", ())) > 2
+        # a server with resolvers of its own may accept any name: no 404 scenarios then;
+        # one without the OpenAI front door gets requests to the agents' own routes only
+        probe = target.probe(fresh=True)
+        own = len(getattr(probe.server, "dynamic_agents", ())) > 2
         routes: tuple[Route, ...] = ("static", "dynamic") if own else ROUTES
-        batches = request_batches(scenarios(routes=routes))
+        apis = APIS if probe.front_door else tuple(a for a in APIS if a not in FRONT_DOOR_APIS)
+        batches = request_batches(scenarios(routes=routes, apis=apis))
     strategy = batches
     runner: ASGIRunner | LiveRunner
     if live:

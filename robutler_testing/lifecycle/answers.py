@@ -65,14 +65,89 @@ def fold_sse(body: bytes, problems: list[str]) -> Folded:
     return out
 
 
+@dataclass
+class ResponsesRead:
+    """What a Responses answer said: its output text, function calls (name, arguments),
+    usage, and final status (`completed`, `failed`, ...; None: a stream that never ended;
+    `error` for one ended by an `error` event) with its error; `done` says a stream sent
+    `data: [DONE]`, which a Responses stream never does."""
+
+    text: str = ""
+    tools: tuple[tuple[str, str], ...] = ()
+    usage: Any = None
+    status: str | None = None
+    error: Any = None
+    done: bool = False
+
+
+_TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+_ERROR_EVENTS = ("response.failed", "error")
+
+
+def read_response(response: Any) -> ResponsesRead:
+    """What a `response` object says (its `message` items' output_text parts, its
+    `function_call` items, usage, status and error)."""
+    if not isinstance(response, dict):
+        return ResponsesRead()
+    text, tools = "", []
+    for item in response.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    text += str(part.get("text") or "")
+        elif item.get("type") == "function_call":
+            tools.append((str(item.get("name")), str(item.get("arguments"))))
+    return ResponsesRead(
+        text, tuple(tools), response.get("usage"), response.get("status"), response.get("error")
+    )
+
+
+def fold_responses(body: bytes, problems: list[str]) -> ResponsesRead:
+    """Read the complete events of a Responses stream, leniently (for a stream cut short,
+    or when not validating): the text its deltas add up to, and what its terminal event's
+    response says. The wire rules are `validate_response_stream`'s job."""
+    out = ResponsesRead()
+    decoder = SSEDecoder()
+    events = decoder.feed(body)
+    problems += [problem.message for problem in decoder.problems]
+    for i, sse in enumerate(events):
+        if sse.data == "[DONE]":
+            out.done = True
+            continue
+        try:
+            event = sse.json()
+        except ValueError:
+            problems.append(f"event {i} is not JSON: {sse.data[:60]!r}")
+            continue
+        if not isinstance(event, dict):
+            problems.append(f"event {i} is not a JSON object: {sse.data[:60]!r}")
+            continue
+        kind = event.get("type")
+        if out.status is not None:
+            problems.append(f"event {i} ({kind}) comes after the stream's terminal event")
+            break
+        if kind == "response.output_text.delta":
+            out.text += str(event.get("delta") or "")
+        elif kind in _TERMINAL:
+            final = read_response(event.get("response"))
+            out.tools, out.usage, out.error = final.tools, final.usage, final.error
+            out.status = final.status or kind.rsplit(".", 1)[-1]
+        elif kind == "error":
+            out.status, out.error = "error", event
+    return out
+
+
 def is_error_frame(frame: bytes) -> bool:
-    """Whether one SSE frame the server sent carries an error event (`{"error": ...}`)."""
+    """Whether one SSE frame the server sent carries an error event: `{"error": ...}` in
+    Chat Completions, `response.failed` (or `error`) in the Responses API."""
     for sse in decode_sse(frame):
         try:
             event = sse.json()
         except ValueError:
             continue
-        if isinstance(event, dict) and "error" in event:
+        if isinstance(event, dict) and ("error" in event or event.get("type") in _ERROR_EVENTS):
             return True
     return False
 
@@ -106,6 +181,10 @@ def answer_problems(trace: Trace, e: Expectation, client: ClientView, validate: 
     out = _request_id(trace, client)
     if e.status != 200:
         return out + _error_answer(trace, e, client)
+    if trace.scenario.responses:
+        if not e.streamed:
+            return out + _response_answer(e, client, validate)
+        return out + _response_stream_answer(e, client, validate)
     if not e.streamed:
         return out + _json_answer(e, client, validate)
     return out + _stream_answer(trace, e, client, validate)
@@ -126,6 +205,8 @@ def _error_answer(trace: Trace, e: Expectation, client: ClientView) -> list[str]
     except (ValueError, KeyError, TypeError, AssertionError):
         return [f"the error body is not OpenAI-shaped: {client.body[:200]!r}"]
     out = []
+    if e.error_code and err["code"] != e.error_code:
+        out.append(f"the error's code is {err['code']!r}, not {e.error_code!r}")
     if e.message_has and e.message_has not in err["message"]:
         out.append(f"the error message does not name {e.message_has}: {err['message']!r}")
     failing = next((h for h in trace.scenario.before if h.action == "reject"), None)
@@ -187,6 +268,88 @@ def _stream_answer(trace: Trace, e: Expectation, client: ClientView, validate: b
     return out
 
 
+# A Responses answer's status for the finish reasons the probe's agents end with.
+_RESPONSE_STATUS = {"stop": "completed", "tool_calls": "completed", "length": "incomplete"}
+
+
+def _tokens(usage: Any) -> tuple[Any, Any, Any] | None:
+    """Token counts as (input, output, total), from Chat Completions or Responses usage."""
+    if not isinstance(usage, dict):
+        return None if usage is None else (usage, None, None)
+    if "input_tokens" in usage or "output_tokens" in usage:
+        return usage.get("input_tokens"), usage.get("output_tokens"), usage.get("total_tokens")
+    return usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
+
+
+def _response_answer(e: Expectation, client: ClientView, validate: bool) -> list[str]:
+    """A Responses JSON answer: a `response` object with the expected output."""
+    from .. import response_validators, validators
+
+    try:
+        body = (
+            response_validators.validate_response(client.body)
+            if validate
+            else json.loads(client.body)
+        )
+    except validators.ConformanceError as exc:
+        return [str(exc)]
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("object") != "response":
+        return [f"not a response object: {client.body[:200]!r}"]
+    read = read_response(body)
+    return _differences(
+        ("output text", read.text, e.content or ""),
+        ("status", read.status, _RESPONSE_STATUS.get(e.finish_reason or "")),
+        ("function calls", read.tools, e.tool_calls),
+        ("usage", _tokens(read.usage), _tokens(e.usage)),
+    )
+
+
+def _response_stream_answer(e: Expectation, client: ClientView, validate: bool) -> list[str]:
+    """A Responses stream read to its end: its terminal event is `response.completed`, or
+    `response.failed` carrying the error for an agent that failed after it opened. When
+    validating, the stream is read by `validate_response_stream`."""
+    from .. import response_validators, validators
+
+    out: list[str] = []
+    read = fold_responses(client.body, out)
+    if read.done:
+        out.append("the Responses stream sends data: [DONE] (it ends with its terminal event)")
+    if validate and not out:
+        expect_usage = e.agent_usage is not None
+        try:
+            report = response_validators.validate_response_stream(
+                client.body, expect_usage=expect_usage
+            )
+        except validators.ConformanceError as exc:
+            return [str(exc)]
+        final = report.response or {}
+        read = ResponsesRead(
+            report.text,
+            tuple((str(c["name"]), str(c["arguments"])) for c in report.tool_calls),
+            report.usage,
+            report.status,
+            report.error or final.get("error"),
+        )
+    if read.text != e.content:
+        out.append(f"streamed output text {read.text!r}, expected {e.content!r}")
+    if e.error_event:
+        message = read.error.get("message") if isinstance(read.error, dict) else None
+        if read.status != "failed":
+            out.append(f"the stream failed but ended with status {read.status!r}, not failed")
+        elif e.message_has and e.message_has not in str(message):
+            out.append(f"response.failed does not name {e.message_has}: {read.error!r}")
+        return out
+    want = _RESPONSE_STATUS.get(e.finish_reason or "")
+    if read.status != want:
+        out.append(f"the stream ended with status {read.status!r}, expected {want!r}")
+    return out + _differences(
+        ("streamed function calls", read.tools, e.tool_calls),
+        ("the final response's usage", _tokens(read.usage), _tokens(e.usage)),
+    )
+
+
 def _stream_usage(trace: Trace, e: Expectation, folded: Folded) -> list[str]:
     """Usage the agent gave is streamed once: on the usage chunk when the client asked
     (include_usage), otherwise on the finish chunk or not at all; never invented."""
@@ -218,7 +381,10 @@ def prefix_problems(trace: Trace, e: Expectation, client: ClientView) -> list[st
     """A client that left early got a prefix of what a full read would give."""
     if client.status != 200 or not e.streamed or not client.body:
         return []
-    folded = fold_sse(client.body, [])
-    if e.content is not None and not e.content.startswith(folded.content):
-        return [f"streamed {folded.content!r}, not a prefix of {e.content!r}"]
+    if trace.scenario.responses:
+        content = fold_responses(client.body, []).text
+    else:
+        content = fold_sse(client.body, []).content
+    if e.content is not None and not e.content.startswith(content):
+        return [f"streamed {content!r}, not a prefix of {e.content!r}"]
     return []

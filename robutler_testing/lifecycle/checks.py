@@ -92,6 +92,14 @@ class Request:
         return self.client is not None and self.client.complete and not self.client.left
 
     @property
+    def before_body(self) -> bool:
+        """A front-door request that ended before a valid body was read: the front door
+        reads the body first (it names the agent), so no before hook may have run, and
+        the context may not know the agent's name."""
+        t = self.trace
+        return self.scenario.front_door and (t.body_read is None or self.scenario.bad_body)
+
+    @property
     def hook_raised(self) -> bool:
         return any(h.action == "raise" for h in self.scenario.before)
 
@@ -103,6 +111,8 @@ def hook_errors_of(trace: Trace) -> HookErrors:
     first = next((i for i, h in enumerate(hooks) if h.action == "raise"), None)
     if first is None or any(h.action == "reject" for h in hooks[:first]):
         return "reject"
+    if trace.scenario.front_door and not trace.before:
+        return "reject"  # the request ended before the hooks (the body first): no telling
     went_on = any(trace.before_slots[j] for j in range(first + 1, len(hooks)))
     if went_on or trace.resolver or trace.agent:
         return "continue"
@@ -137,23 +147,29 @@ def finalize_ran_once(r: Request) -> list[str]:
 
 def before_hooks_ran(r: Request) -> list[str]:
     """Each before hook runs as often as the scenario says (once, or not after a hook that
-    stopped the request), and finishes."""
+    stopped the request), and finishes, unless the host cancelled the request (its client
+    had gone) while it waited: work stops when its client leaves. (Finalize hooks, on the
+    other hand, always finish.)"""
     t = r.trace
     if not (r.finished or t.agent or t.finalize):
         return []
     out = []
-    cut = t.host_cancelled  # the host may have stopped the request anywhere
+    # the host may have stopped the request anywhere; a front door without a valid body
+    # runs no hook at all (checked below)
+    cut = t.host_cancelled or r.before_body
     if len(t.before) > 1 or (len(t.before) != 1 and not cut):
         out.append(
             f"the first before hook ran {len(t.before)} times (if 0: did the app reject "
             "the request before the probe's hooks? pass headers=)"
         )
+    if r.before_body and t.before:
+        out.append("a before hook ran although the front door had no valid body yet")
     for i, want in enumerate(r.e.before_runs):
         got = len(t.before_slots[i])
         if got > want or (got < want and not cut):
             kind = f"{RUN_TWICE}: " if got > want else ""
             out.append(f"{kind}before hook {i + 1} ran {got} times, expected {want}")
-        elif len(t.before_ends[i]) != got:
+        elif len(t.before_ends[i]) != got and not t.host_cancelled:
             out.append(f"before hook {i + 1} started but never finished")
     return out
 
@@ -240,7 +256,8 @@ def own_context(r: Request) -> list[str]:
     token = headers.get(HEADER) if headers is not None else None
     if token != t.token:
         out.append(f"the context belongs to another request (probe token {token!r})")
-    if getattr(first, "agent_name", None) != t.agent_name:
+    named = getattr(first, "agent_name", None)
+    if named != t.agent_name and not (r.before_body and named is None):
         out.append(
             f"the context names agent {getattr(first, 'agent_name', None)!r}, not {t.agent_name!r}"
         )
@@ -300,6 +317,8 @@ def before_hooks_come_first(r: Request) -> list[str]:
             out.append("something ran before the first before hook")
         if t.sends and t.sends[0].seq_in < start:
             out.append("the server answered before the before hooks ran")
+        if r.scenario.front_door and (t.body_read is None or t.body_read > start):
+            out.append("the before hooks ran before the front door read the body")
     if t.agent:
         agent_at = t.agent[0].seq
         if any(m.seq > agent_at for g in t.before_slots for m in g):

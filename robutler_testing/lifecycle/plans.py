@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Literal
 
 from hypothesis import strategies as st
@@ -74,6 +75,18 @@ class HookPlan:
 
 
 Route = Literal["static", "dynamic", "unknown"]
+# Which API the request speaks, and where: the agent's own Chat Completions route
+# (`/NAME/chat/completions`) or Responses route (`/NAME/responses`), or the OpenAI front
+# door (`/v1/chat/completions`, `/v1/responses`), where the body's `model` names the agent.
+Api = Literal["chat", "responses", "v1-chat", "v1-responses"]
+RESPONSES_APIS: frozenset[Api] = frozenset({"responses", "v1-responses"})
+FRONT_DOOR_APIS: frozenset[Api] = frozenset({"v1-chat", "v1-responses"})
+_API_WORDS = {
+    "chat": "request",
+    "responses": "Responses request",
+    "v1-chat": "/v1 chat request",
+    "v1-responses": "/v1 Responses request",
+}
 AgentKind = Literal[
     "reply", "chunks", "raise_before", "raise_after", "unsupported", "tool_calls", "gated"
 ]
@@ -213,7 +226,8 @@ class Scenario:
     `route`: "static", "dynamic" (a resolver accepts the name) or "unknown" (no resolver
     does: 404). `sync_handler` serves it through a sync handler (and, when dynamic, a sync
     resolver). `bad_body` sends invalid JSON (422). `priced` serves a static agent whose
-    handler is priced with `@pricing` per request and per token.
+    handler is priced with `@pricing` per request and per token. `api` is the API and
+    route the request goes to (see `Api`; `include_usage` exists in Chat Completions only).
     """
 
     agent: AgentPlan = field(default_factory=AgentPlan)
@@ -226,6 +240,17 @@ class Scenario:
     sync_handler: bool = False
     bad_body: bool = False
     priced: bool = False
+    api: Api = "chat"
+
+    @property
+    def responses(self) -> bool:
+        """The request speaks the Responses API."""
+        return self.api in RESPONSES_APIS
+
+    @property
+    def front_door(self) -> bool:
+        """The request goes through the OpenAI front door, its agent named by `model`."""
+        return self.api in FRONT_DOOR_APIS
 
     def describe(self) -> str:
         kind = "streamed" if self.stream else "non-streamed"
@@ -238,7 +263,8 @@ class Scenario:
             where = f"a dynamic agent ({sync} resolver and handler)"
         else:
             where = "a name no resolver accepts (404)"
-        parts = [f"{kind} request{usage} to {where} that {self.agent.describe()}"]
+        request = _API_WORDS[self.api]
+        parts = [f"{kind} {request}{usage} to {where} that {self.agent.describe()}"]
         if self.bad_body:
             parts.append("the body is invalid JSON")
         parts.append(f"client {self.client.describe()}")
@@ -276,9 +302,29 @@ class RequestBatch:
 # --------------------------------------------------------------------------------------
 # Strategies
 
+# Strategies are built once and reused: building one inside every draw costs more than
+# the draw itself (Hypothesis validates each new strategy).
+
+
+def _pick(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    """`st.sampled_from(values)`, built once (keyed by type too: (0, 1) is not (False, True))."""
+    return _sampled(values, tuple(type(v) for v in values))
+
+
+@cache
+def _sampled(values: tuple[Any, ...], types: tuple[type, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
+
+@cache
+def _up_to(strategy: st.SearchStrategy[Any], max_size: int) -> st.SearchStrategy[list[Any]]:
+    return st.lists(strategy, max_size=max_size)
+
+
 _TEXT = st.text(alphabet="abcxyz é☃", min_size=1, max_size=4)
 
 
+@cache
 def _pieces(min_size: int, max_size: int) -> st.SearchStrategy[tuple[str, ...]]:
     return st.lists(_TEXT, min_size=min_size, max_size=max_size).map(tuple)
 
@@ -297,6 +343,8 @@ _TOOLS = st.lists(
 _DELAYS = st.sampled_from([0.0, 0.0, 0.001, 0.004])
 
 ROUTES: tuple[Route, ...] = ("static", "dynamic") * 4 + ("unknown",)
+# Chat Completions on the agent's route most often, then Responses, then the front door.
+APIS: tuple[Api, ...] = ("chat",) * 4 + ("responses",) * 2 + ("v1-chat", "v1-responses")
 ALL_KINDS: tuple[AgentKind, ...] = (
     "reply",
     "chunks",
@@ -316,19 +364,19 @@ def agent_plans(draw: st.DrawFn, kinds: Sequence[AgentKind] = ALL_KINDS) -> Agen
     """An agent behaviour of one of `kinds` (gated needs a driver that releases pieces),
     with credits it tracks and priced tool calls it makes on the way."""
     weighted = [k for k in kinds for _ in range(_WEIGHTS.get(k, 1))]
-    plan = _answer_plan(draw, draw(st.sampled_from(weighted)))
-    track = tuple(draw(st.lists(_CREDITS, max_size=2)))
-    uses = tuple(draw(st.lists(st.sampled_from([True, True, False]), max_size=2)))
+    plan = _answer_plan(draw, draw(_pick(tuple(weighted))))
+    track = tuple(draw(_up_to(_CREDITS, 2)))
+    uses = tuple(draw(_up_to(_pick((True, True, False)), 2)))
     return replace(plan, track=track, uses=uses)
 
 
 def _answer_plan(draw: st.DrawFn, kind: AgentKind) -> AgentPlan:
     if kind == "reply":
-        form = draw(st.sampled_from(["str", "message", "completion"]))
+        form = draw(_pick(("str", "message", "completion")))
         usage = form == "completion" and draw(st.booleans())
         return AgentPlan(kind, (draw(_TEXT),), form, usage=usage)
     if kind in ("chunks", "raise_after"):
-        form = draw(st.sampled_from(["async_gen", "events", "sync_gen"]))
+        form = draw(_pick(("async_gen", "events", "sync_gen")))
         delay = 0.0 if form == "sync_gen" else draw(_DELAYS)
         usage = kind == "chunks" and form == "events" and draw(st.booleans())
         low = 0 if kind == "chunks" else 1
@@ -336,18 +384,17 @@ def _answer_plan(draw: st.DrawFn, kind: AgentKind) -> AgentPlan:
     if kind == "gated":
         return AgentPlan(kind, draw(_pieces(1, 4)), "async_gen")
     if kind == "raise_before":
-        return AgentPlan(
-            kind, (), draw(st.sampled_from(["call", "async_gen", "sync_gen", "events"]))
-        )
+        return AgentPlan(kind, (), draw(_pick(("call", "async_gen", "sync_gen", "events"))))
     if kind == "unsupported":
-        form = draw(st.sampled_from(list(_UNSUPPORTED_TYPES)))
+        form = draw(_pick(tuple(_UNSUPPORTED_TYPES)))
         pieces = draw(_pieces(1, 3)) if form == "stream_item" else ()
         return AgentPlan(kind, pieces, form)
-    form = draw(st.sampled_from(["message", "mock"]))
+    form = draw(_pick(("message", "mock")))
     usage = form == "mock" and draw(st.booleans())
     return AgentPlan("tool_calls", (), form, usage=usage, tools=draw(_TOOLS))
 
 
+@cache
 def hook_plans(kind: Literal["before", "finalize"]) -> st.SearchStrategy[HookPlan]:
     """A before hook (returns, waits, raises, or rejects with 401/402/403/429) or a
     finalize hook (returns, waits or raises), sync or async."""
@@ -373,8 +420,8 @@ _CLIENT_KINDS: tuple[ClientKind, ...] = (
 def client_plans(draw: st.DrawFn) -> ClientPlan:
     """What the client does with the answer (mostly reads it all); now and then the host
     cancels the request once the client has closed its end."""
-    kind = draw(st.sampled_from(_CLIENT_KINDS))
-    host = draw(st.sampled_from([False, False, False, True]))
+    kind = draw(_pick(_CLIENT_KINDS))
+    host = draw(_pick((False, False, False, True)))
     if kind == "vanish":
         return ClientPlan("vanish", host_cancels=host)
     slow = draw(st.booleans())
@@ -382,9 +429,13 @@ def client_plans(draw: st.DrawFn) -> ClientPlan:
         frames = draw(st.integers(0, 5))
         return ClientPlan("close_after", frames=frames, slow_writes=slow, host_cancels=host)
     if kind == "never_read":
-        buffer = draw(st.sampled_from([0, 150, 600, 5000]))
+        buffer = draw(_pick((0, 150, 600, 5000)))
         return ClientPlan("never_read", buffer=buffer, slow_writes=slow, host_cancels=host)
     return ClientPlan(kind, slow_writes=slow, host_cancels=host)
+
+
+_AGENTS = agent_plans()
+_CLIENTS = client_plans()
 
 
 @st.composite
@@ -394,26 +445,42 @@ def scenarios(
     clients: st.SearchStrategy[ClientPlan] | None = None,
     routes: Sequence[Route] = ROUTES,
     max_hooks: int = MAX_HOOKS,
+    apis: Sequence[Api] = APIS,
 ) -> Scenario:
-    """A request scenario: agent, stream/include_usage, client, hooks, route, body.
+    """A request scenario: API, agent, stream/include_usage, client, hooks, route, body.
 
-    `routes` are drawn uniformly (repeat one to weight it); at most `max_hooks` (<= 3)
-    hooks of each kind; a static agent is priced one time in three.
+    `routes` and `apis` are drawn uniformly (repeat one to weight it; by default Chat
+    Completions on the agent's route half the time); at most `max_hooks` (<= 3) hooks of
+    each kind; a static agent is priced one time in three.
     """
     if not 0 <= max_hooks <= MAX_HOOKS:
         raise ValueError(f"max_hooks must be between 0 and {MAX_HOOKS}, got {max_hooks}")
-    agent = draw(agents if agents is not None else agent_plans())
-    stream = draw(st.sampled_from([False, True, True]))
+    agent = draw(agents if agents is not None else _AGENTS)
+    stream = draw(_pick((False, True, True)))
     include_usage = stream and draw(st.booleans())
-    client = draw(clients if clients is not None else client_plans())
-    before = tuple(draw(st.lists(hook_plans("before"), max_size=max_hooks)))
-    final = tuple(draw(st.lists(hook_plans("finalize"), max_size=max_hooks)))
-    route = draw(st.sampled_from(list(routes)))
-    sync_handler = route != "unknown" and draw(st.sampled_from([False, False, False, True]))
-    bad_body = draw(st.sampled_from([False] * 15 + [True]))
-    priced = route == "static" and draw(st.sampled_from([False, False, True]))
+    client = draw(clients if clients is not None else _CLIENTS)
+    before = tuple(draw(_up_to(hook_plans("before"), max_hooks)))
+    final = tuple(draw(_up_to(hook_plans("finalize"), max_hooks)))
+    route = draw(_pick(tuple(routes)))
+    sync_handler = route != "unknown" and draw(_pick((False, False, False, True)))
+    bad_body = draw(_pick((False,) * 15 + (True,)))
+    priced = route == "static" and draw(_pick((False, False, True)))
+    # drawn last, so that the draws before it are those of a Chat Completions scenario
+    api = draw(_pick(tuple(apis)))
+    if api in RESPONSES_APIS:
+        include_usage = False  # Responses always report usage on the response object
     return Scenario(
-        agent, stream, include_usage, client, before, final, route, sync_handler, bad_body, priced
+        agent,
+        stream,
+        include_usage,
+        client,
+        before,
+        final,
+        route,
+        sync_handler,
+        bad_body,
+        priced,
+        api,
     )
 
 
@@ -517,6 +584,52 @@ CORNER_CASES: tuple[RequestBatch, ...] = (
         Scenario(AgentPlan("chunks", _THREE, "events", track=(1, 2)), stream=True),
         concurrent=True,
     ),
+    # a Responses stream cut mid-way: priced, its client leaves after two frames (the
+    # response is created, its text has begun); nothing per request may be charged
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "events", usage=True, track=(1,), uses=(True,)),
+            stream=True,
+            client=ClientPlan("close_after", frames=2, slow_writes=True),
+            finalize=_WAITS,
+            priced=True,
+            api="responses",
+        )
+    ),
+    # the front door's Responses streams: one lost while its terminal event is sent, one
+    # the host cancels while a write blocks and the agent waits at a `yield`
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "async_gen"), stream=True, client=_LOST, api="v1-responses"
+        ),
+        Scenario(
+            AgentPlan("chunks", _THREE, "events"),
+            stream=True,
+            client=ClientPlan("never_read", buffer=0, host_cancels=True),
+            api="v1-responses",
+        ),
+    ),
+    # usage, which a draw seldom combines with a full read: priced answers whose agent
+    # reports token usage (charged per token), on a Responses stream's final response, in
+    # a /v1 chat stream's usage chunk, in a /v1 Responses JSON answer
+    _corner(
+        Scenario(
+            AgentPlan("chunks", _THREE, "events", usage=True),
+            stream=True,
+            priced=True,
+            api="responses",
+        ),
+        Scenario(
+            AgentPlan("tool_calls", (), "mock", usage=True, tools=(("add", '{"n": 1}'),)),
+            stream=True,
+            include_usage=True,
+            priced=True,
+            api="v1-chat",
+        ),
+        Scenario(
+            AgentPlan("reply", ("hi",), "completion", usage=True), priced=True, api="v1-responses"
+        ),
+    ),
     # a hook run twice: hooks that wait and raise around one another
     _corner(
         Scenario(
@@ -557,9 +670,12 @@ class Expectation:
     content: str | None = None
     finish_reason: str | None = None
     tool_calls: tuple[tuple[str, str], ...] = ()
-    usage: Mapping[str, int] | None = None  # JSON: in the body; streams: with include_usage
+    # JSON: in the body; Chat Completions streams: with include_usage; Responses streams:
+    # on the final response
+    usage: Mapping[str, int] | None = None
     error_event: bool = False  # the stream ends with an error event
     message_has: str | None = None  # text the error message must contain
+    error_code: str | None = None  # the code the error answer must carry
     final_status: str | None = None  # StreamingWrapper status for a full read
     before_runs: tuple[int, ...] = ()
     resolver_runs: int = 0
@@ -577,13 +693,17 @@ def expect(s: Scenario, hook_errors: HookErrors = "reject") -> Expectation:
     `hook_errors` says what a before hook that raises (not an HTTPException) does: "reject"
     the request with a 500, or "continue" it (the error is only logged).
     """
+    if s.front_door and s.bad_body:
+        # the front door reads the body first (it names the agent): no hook runs
+        return Expectation(422, False, before_runs=(0,) * len(s.before))
     runs, failing = _before_runs(s.before, hook_errors)
     if failing is not None:
         status = 500 if failing.action == "raise" else failing.status
         return Expectation(status, False, before_runs=runs)
     resolver = 0 if s.route == "static" else 1
     if s.route == "unknown":
-        return Expectation(404, False, before_runs=runs, resolver_runs=resolver)
+        code = "model_not_found" if s.front_door else "agent_not_found"
+        return Expectation(404, False, error_code=code, before_runs=runs, resolver_runs=resolver)
     if s.bad_body:
         return Expectation(422, False, before_runs=runs, resolver_runs=resolver)
     a = s.agent
@@ -599,7 +719,7 @@ def expect(s: Scenario, hook_errors: HookErrors = "reject") -> Expectation:
         content: str | None = "".join(a.pieces) if a.kind != "tool_calls" else None
         finish = "tool_calls" if tools else "stop"
         if s.stream:
-            asked = usage if s.include_usage else None
+            asked = usage if s.include_usage or s.responses else None
             return Expectation(
                 200, True, content or "", finish, tools, asked, final_status="completed", **base
             )

@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -276,18 +276,28 @@ class Trace:
 
     @property
     def path(self) -> str:
-        return f"/{self.agent_name}/chat/completions"
+        """Where the scenario's request goes: the agent's own route, or the front door."""
+        s = self.scenario
+        what = "responses" if s.responses else "chat/completions"
+        if s.front_door:
+            return f"{self.probe.front_door}/{what}"
+        return f"/{self.agent_name}/{what}"
 
     @property
     def body(self) -> bytes:
-        """The request body the scenario sends."""
+        """The request body the scenario sends (the front door's `model` is the agent)."""
         s = self.scenario
+        model = self.agent_name if s.front_door else "probe"
+        text = f"probe {self.token}"
         if s.bad_body:
+            if s.responses:
+                return b'{"model": "%s", "input": ' % model.encode()
             return b'{"messages": [{"role": "user", "content": '
-        data: dict[str, Any] = {
-            "model": "probe",
-            "messages": [{"role": "user", "content": f"probe {self.token}"}],
-        }
+        data: dict[str, Any] = {"model": model}
+        if s.responses:
+            data["input"] = text
+        else:
+            data["messages"] = [{"role": "user", "content": text}]
         if s.stream:
             data["stream"] = True
             if s.include_usage:
@@ -404,7 +414,17 @@ class Probe:
 
     # registry ----------------------------------------------------------------------
 
+    @property
+    def front_door(self) -> str | None:
+        """The server's OpenAI front door (`openai_prefix`, e.g. `/v1`), None when it is off."""
+        prefix = getattr(self.server, "openai_prefix", None)
+        return prefix if isinstance(prefix, str) else None
+
     def register(self, scenario: Scenario, driver: str = "asgi") -> Trace:
+        """A trace for `scenario`; on a server without a front door, a front-door scenario
+        goes to the agent's own route of the same API instead."""
+        if scenario.front_door and self.front_door is None:
+            scenario = replace(scenario, api="responses" if scenario.responses else "chat")
         trace = Trace(self, scenario, driver)
         with self.lock:
             self.traces[trace.token] = trace

@@ -13,6 +13,7 @@ import contextvars
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,11 @@ from robutler.server.context import _current
 from robutler.server.endpoint import Exchange
 from robutler.server.lifecycle import Hooks
 from robutler.server.pricing import apply_request_charges
+from robutler.server.responses import ResponsesEncoder
+from robutler.server.responses.wire import ResponsesWire
 from robutler.server.results import Kind
+from robutler.server.store import MemoryStore, SQLiteStore
+from robutler.server.wire import CHAT, Parsed
 from robutler_testing import lifecycle
 from robutler_testing.lifecycle import (
     LifecycleMachine,
@@ -58,8 +63,10 @@ from robutler_testing.lifecycle.plans import (
     Scenario,
     expect,
 )
+from robutler_testing.lifecycle.probe import Probe
 from robutler_testing.lifecycle.profiles import PROFILE_ENV
 
+RESPONSES_ONLY = request_batches(scenarios(apis=("responses", "v1-responses")))
 META = lifecycle_settings("asgi", profile="ci", max_examples=60)
 # meta-tests on the live machine prove detection; shrinking replays would only add minutes
 META_MACHINE = lifecycle_settings(
@@ -68,7 +75,9 @@ META_MACHINE = lifecycle_settings(
 
 
 def make_app() -> ServerBase:
-    return ServerBase(title="lifecycle properties")
+    # stored responses in memory whatever ROBUTLER_RESPONSES_DB says: the meta-tests'
+    # drawn examples must not depend on the environment (SQLite has a test of its own)
+    return ServerBase(title="lifecycle properties", response_store=MemoryStore())
 
 
 # robutler's own server ---------------------------------------------------------------
@@ -84,6 +93,20 @@ def test_lifecycle_holds_under_uvicorn() -> None:
 
 def test_lifecycle_holds_when_crashing_hooks_fail_closed() -> None:
     check_lifecycle(lambda: ServerBase(hook_errors="reject"), max_examples=60)
+
+
+def test_lifecycle_holds_with_responses_stored_in_sqlite(tmp_path: Path) -> None:
+    # the store is written before the answer's last bytes, on the store's own thread
+    store = SQLiteStore(tmp_path / "responses.db")
+    try:
+        check_lifecycle(
+            lambda: ServerBase(title="sqlite", response_store=store),
+            batches=RESPONSES_ONLY,
+            max_examples=40,
+        )
+        assert asyncio.run(store.count()) > 0
+    finally:
+        asyncio.run(store.close())
 
 
 # concurrent requests started, advanced, read and abandoned in any order, live
@@ -128,7 +151,9 @@ def test_lifecycle_holds_for_a_users_own_server_with_keys_hooks_and_a_catch_all(
         headers={"authorization": "Bearer sk-test", "x-user": "ada"},
         max_examples=40,
     )
-    assert finalized and set(finalized) == {"ada"}  # the user's hooks stayed in place
+    # the user's hooks stayed in place (None: a /v1 request ended before the before
+    # hooks, as the front door reads the body first and this one was invalid or never came)
+    assert "ada" in finalized and set(finalized) <= {"ada", None}
 
 
 def test_an_app_instance_is_probed_once_and_can_be_checked_again() -> None:
@@ -506,7 +531,7 @@ class LeavesEventStreamsOpen(Exchange):
 
 
 def _server(cls: type[ServerBase]) -> Callable[[], ServerBase]:
-    return lambda: cls(title="broken")
+    return lambda: cls(title="broken", response_store=MemoryStore())
 
 
 # stop at the first counterexample: these tests show detection, not the smallest case
@@ -604,6 +629,126 @@ def test_the_live_driver_reaches_the_kinds_a_real_disconnect_causes(
     assert f"* {kind}: " in str(caught.value)
 
 
+# servers broken for the Responses API only --------------------------------------------
+
+
+class FinalizesResponsesBeforeTheirLastEvent(Exchange):
+    """Finalizes a Responses stream once its terminal event is encoded, before it is sent
+    (as a server that settles at `response.completed` would); chat streams are right."""
+
+    async def stream(self, *args: Any) -> None:
+        if self.wire is CHAT:
+            await super().stream(*args)
+            return
+        send = self.send
+
+        async def early(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.state.set("finalized early", True)
+                await self.endpoint.hooks.run_finalize(self.state, self.response)
+            await send(message)
+
+        self.send = early
+        await super().stream(*args)
+
+    async def finalize(self) -> None:
+        if not self.state.get("finalized early"):
+            await super().finalize()
+
+
+class ChargesCutResponsesStreams(Hooks):
+    """Settles @pricing charges for a Responses stream that was cut or failed, as if it
+    had completed (chat streams are charged right)."""
+
+    async def run_finalize(self, state: Any, response: Any) -> None:
+        cut = isinstance(response, StreamingWrapper) and not response.completed
+        if cut and state.request.url.path.endswith("/responses"):
+            apply_request_charges(state, True)
+        await super().run_finalize(state, response)
+
+
+class _DoneAtTheEnd(ResponsesEncoder):
+    __slots__ = ()
+
+    def finish(self) -> bytes:
+        return super().finish() + b"data: [DONE]\n\n"
+
+
+class EndsResponsesStreamsWithDone(ResponsesWire):
+    """Ends a Responses stream the Chat Completions way, with `data: [DONE]`."""
+
+    def encoder(
+        self, answer_id: str, created: int, model: str, parsed: Parsed, exchange: Any
+    ) -> ResponsesEncoder:
+        call = parsed.request
+        call.encoder = _DoneAtTheEnd(call.response_id, created, model, call.request)
+        return call.encoder
+
+
+def with_responses_wire(wire: type[ResponsesWire]) -> Callable[[], ServerBase]:
+    """A factory of servers whose Responses API is `wire`."""
+
+    def factory() -> ServerBase:
+        app = make_app()
+        app.responses_wire.__class__ = wire
+        return app
+
+    return factory
+
+
+RESPONSES_BROKEN = [
+    (
+        broken(FinalizesResponsesBeforeTheirLastEvent),
+        "sent http.response.body after finalize started|still 'streaming'",
+    ),
+    (with_hooks(ChargesCutResponsesStreams), f"{CHARGES}: the priced handler's per-request"),
+    (with_responses_wire(EndsResponsesStreamsWithDone), "sends data: \\[DONE\\]"),
+]
+CHAT_ONLY = request_batches(scenarios(apis=("chat", "v1-chat")))
+
+
+@pytest.mark.parametrize(
+    ("factory", "problem"),
+    RESPONSES_BROKEN,
+    ids=["finalize-before-the-last-event", "charges-a-cut-stream", "done-after-the-stream"],
+)
+def test_a_server_broken_for_the_responses_api_only_is_caught_through_it(
+    factory: Callable[[], ServerBase], problem: str
+) -> None:
+    check_lifecycle(factory, batches=CHAT_ONLY, max_examples=20)  # its chat answers are right
+    settings = lifecycle_settings("asgi", profile="ci", max_examples=150, **DRAWN)
+    with pytest.raises(LifecycleViolation, match=problem) as caught:
+        check_lifecycle(factory, settings=settings, batches=RESPONSES_ONLY)
+    assert "Responses request to " in str(caught.value)
+
+
+def test_the_corner_cases_catch_a_cut_responses_stream_that_is_charged() -> None:
+    settings = lifecycle_settings("asgi", profile="ci", phases=[Phase.explicit])
+    with pytest.raises(LifecycleViolation) as caught:
+        check_lifecycle(with_hooks(ChargesCutResponsesStreams), settings=settings)
+    report = str(caught.value)
+    assert f"* {CHARGES}: the priced handler's per-request charge" in report
+    assert "streamed Responses request to a priced static agent" in report
+
+
+@pytest.mark.parametrize("prefix", [None, "/api/v1"], ids=["no-front-door", "another-prefix"])
+def test_front_door_scenarios_follow_the_servers_prefix(prefix: str | None) -> None:
+    # without a front door they go to the agents' own routes; else to the server's prefix
+    front_door = request_batches(scenarios(apis=("v1-chat", "v1-responses")))
+    check_lifecycle(
+        lambda: ServerBase(title="prefix", openai_prefix=prefix),
+        batches=front_door,
+        max_examples=15,
+    )
+    probe = Probe(ServerBase(openai_prefix=prefix))
+    trace = probe.register(Scenario(api="v1-responses"))
+    expected = "/lifecycle-probe/responses" if prefix is None else f"{prefix}/responses"
+    assert (trace.path, trace.scenario.api) == (
+        expected,
+        "responses" if prefix is None else "v1-responses",
+    )
+
+
 def test_the_strategies_are_public_and_compose() -> None:
     assert set(lifecycle.__all__) == {
         "LifecycleMachine",
@@ -644,6 +789,10 @@ def test_scenarios_read_as_plain_words() -> None:
         "waits a loop turn; before hooks: sync hook, async hook that rejects with HTTP 402; "
         "finalize hooks: async hook that raises>"
     )
+    assert repr(replace(scenario, include_usage=False, api="v1-responses")).startswith(
+        "<streamed /v1 Responses request to a dynamic agent"
+    )
+    assert repr(Scenario(api="responses")).startswith("<non-streamed Responses request to a")
     batch = RequestBatch((scenario, Scenario()), concurrent=True)
     assert repr(batch).splitlines()[0] == "2 request(s) run concurrently:"
     assert repr(batch).splitlines()[2] == (
@@ -683,6 +832,17 @@ def test_scenarios_read_as_plain_words() -> None:
         (Scenario(before=(HookPlan(action="reject", status=429),)), 429, False, None, (1,)),
         (Scenario(route="unknown"), 404, False, None, ()),
         (Scenario(bad_body=True, stream=True), 422, False, None, ()),
+        (Scenario(stream=True, api="responses"), 200, True, "completed", ()),
+        (
+            Scenario(AgentPlan("raise_after", ("a",), "events"), stream=True, api="v1-responses"),
+            200,
+            True,
+            "failed",
+            (),
+        ),
+        # the front door reads the body first: an invalid one stops the request before hooks
+        (Scenario(bad_body=True, before=(HookPlan(),), api="v1-chat"), 422, False, None, (0,)),
+        (Scenario(bad_body=True, before=(HookPlan(),), api="responses"), 422, False, None, (1,)),
     ],
 )
 def test_what_a_scenario_should_produce(
@@ -699,6 +859,15 @@ def test_what_a_scenario_should_produce(
         final,
         before_runs,
     )
+
+
+def test_what_a_responses_or_front_door_scenario_should_produce() -> None:
+    usage = AgentPlan("chunks", ("a", "b"), "events", usage=True)
+    # usage: on the final response of a Responses stream, on a chat stream only when asked
+    assert expect(Scenario(usage, stream=True, api="responses")).usage is not None
+    assert expect(Scenario(usage, stream=True, api="v1-chat")).usage is None
+    assert expect(Scenario(route="unknown", api="v1-responses")).error_code == "model_not_found"
+    assert expect(Scenario(route="unknown", api="responses")).error_code == "agent_not_found"
 
 
 def test_a_crashing_before_hook_stops_the_request_only_when_the_server_rejects() -> None:
