@@ -154,11 +154,25 @@ class SQLiteStore(ResponseStore):
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
+            self._set_up(db)
             self._db = db
         return self._db
+
+    def _set_up(self, db: sqlite3.Connection) -> None:
+        """WAL mode and the table. Switching to WAL can fail with "database is locked"
+        without waiting for the busy timeout while another store on the file sets up
+        (SQLite does not call its busy handler there), so it is retried until `timeout`."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)  # on the store's own thread, never the event loop's
 
     def _get(self, response_id: str, owner: str | None) -> bytes | None:
         row = (

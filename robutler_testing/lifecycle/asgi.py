@@ -84,6 +84,12 @@ async def _bounded(awaitable: Awaitable[object], seconds: float, cancel: _Cancel
     finally:
         cancel.active = False
         handle.cancel()
+        if cancel.reason is not None:
+            # A cancellation asked for while the app was on its way out (the host cancels
+            # as the last frame is sent) may not have reached an await of the app's: it
+            # would hit this task's next one. Take it here.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)
         cancel.settle()
     return cancel.reason != "timeout"
 
