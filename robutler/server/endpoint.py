@@ -527,17 +527,15 @@ class Exchange:
         self.encoder = encoder
         headers = [*SSE_HEADERS, (b"x-request-id", state.request_id.encode())]
         wrapper.headers = {k.decode(): v.decode() for k, v in headers}
-        keepalive: Keepalive | None = None
         try:
             held = await self.open_when_ready(items, kind, encoder, headers)
-            keepalive = self.keepalive  # started as the stream opened
             if held:
-                await self.send_frame(held, keepalive)
+                await self.send_frame(held)
             countdown = YIELD_EVERY
             async for item in items:
                 frame = encoder.item(item)
                 if frame:
-                    await self.send_frame(frame, keepalive)
+                    await self.send_frame(frame)
                 countdown -= 1
                 if not countdown:
                     countdown = YIELD_EVERY
@@ -546,9 +544,7 @@ class Exchange:
             state.token_usage = encoder.usage
             if parsed.on_answer is not None:
                 await parsed.on_answer()
-            if keepalive is not None:
-                keepalive.stop()
-                await keepalive.settle()
+            await self.quiet()
             wrapper.bytes_sent += len(tail)
             await _send_last(send, {"type": "http.response.body", "body": tail, "more_body": False})
             wrapper.status = "completed"
@@ -559,10 +555,7 @@ class Exchange:
             wrapper.error = exc
             state.error = exc
             frame = encoder.error(self.endpoint.failure(exc, state).body())
-            keepalive = self.keepalive  # also when the agent failed after an early open
-            if keepalive is not None:
-                keepalive.stop()
-                await keepalive.settle()
+            await self.quiet()  # also when the agent failed after an early open
             await send({"type": "http.response.body", "body": frame, "more_body": False})
         finally:
             if self.keepalive is not None:
@@ -619,14 +612,22 @@ class Exchange:
             await self.send({"type": "http.response.body", "body": first, "more_body": True})
         self.keepalive = self.start_keepalive()
 
-    async def send_frame(self, frame: bytes, keepalive: Keepalive | None) -> None:
+    async def send_frame(self, frame: bytes) -> None:
         """Send one frame of the open stream (after a keepalive comment being sent)."""
+        keepalive = self.keepalive
         wrapper = self.response
         wrapper.chunks_sent += 1
         wrapper.bytes_sent += len(frame)
         if keepalive is not None and keepalive.task is not None:
             await keepalive.settle()
         await self.send({"type": "http.response.body", "body": frame, "more_body": True})
+
+    async def quiet(self) -> None:
+        """No more keepalive comments: the stream's last frame is next (one being sent
+        goes out first)."""
+        if self.keepalive is not None:
+            self.keepalive.stop()
+            await self.keepalive.settle()
 
     def start_keepalive(self) -> Keepalive | None:
         """The open stream's keepalive timer, when the server sends keepalives."""

@@ -43,26 +43,38 @@ def fold_sse(body: bytes, problems: list[str]) -> Folded:
     """Fold the complete events of an SSE body (problems go to `problems`); an event the
     body ends before its blank line is left out, as a client would."""
     out = Folded()
-    decoder = SSEDecoder()
-    events = decoder.feed(body)
-    problems += [problem.message for problem in decoder.problems]
-    for i, sse in enumerate(events):
+    for i, sse in enumerate(_decoded(body, problems)):
         if out.done:
             problems.append(f"event {i} comes after data: [DONE]")
             break
         if sse.data == "[DONE]":
             out.done = True
             continue
-        try:
-            event = sse.json()
-        except ValueError:
-            problems.append(f"event {i} is not JSON: {sse.data[:60]!r}")
-            continue
-        if not isinstance(event, dict):
-            problems.append(f"event {i} is not a JSON object: {sse.data[:60]!r}")
-            continue
-        _fold_event(out, event)
+        event = _object(i, sse, problems)
+        if event is not None:
+            _fold_event(out, event)
     return out
+
+
+def _decoded(body: bytes, problems: list[str]) -> list[Any]:
+    """The complete SSE events of `body`; the decoder's problems go to `problems`."""
+    decoder = SSEDecoder()
+    events = decoder.feed(body)
+    problems += [problem.message for problem in decoder.problems]
+    return events
+
+
+def _object(i: int, sse: Any, problems: list[str]) -> dict[str, Any] | None:
+    """Event `i`'s data as a JSON object, or None with the problem noted."""
+    try:
+        event = sse.json()
+    except ValueError:
+        problems.append(f"event {i} is not JSON: {sse.data[:60]!r}")
+        return None
+    if not isinstance(event, dict):
+        problems.append(f"event {i} is not a JSON object: {sse.data[:60]!r}")
+        return None
+    return event
 
 
 @dataclass
@@ -109,20 +121,12 @@ def fold_responses(body: bytes, problems: list[str]) -> ResponsesRead:
     or when not validating): the text its deltas add up to, and what its terminal event's
     response says. The wire rules are `validate_response_stream`'s job."""
     out = ResponsesRead()
-    decoder = SSEDecoder()
-    events = decoder.feed(body)
-    problems += [problem.message for problem in decoder.problems]
-    for i, sse in enumerate(events):
+    for i, sse in enumerate(_decoded(body, problems)):
         if sse.data == "[DONE]":
             out.done = True
             continue
-        try:
-            event = sse.json()
-        except ValueError:
-            problems.append(f"event {i} is not JSON: {sse.data[:60]!r}")
-            continue
-        if not isinstance(event, dict):
-            problems.append(f"event {i} is not a JSON object: {sse.data[:60]!r}")
+        event = _object(i, sse, problems)
+        if event is None:
             continue
         kind = event.get("type")
         if out.status is not None:

@@ -494,6 +494,10 @@ def request_batches(
     return st.builds(RequestBatch, items.map(tuple), st.booleans())
 
 
+def _streamed(agent: AgentPlan, client: ClientPlan) -> Scenario:
+    return Scenario(agent, stream=True, client=client)
+
+
 def _corner(*scenarios: Scenario, concurrent: bool = False) -> RequestBatch:
     return RequestBatch(scenarios, concurrent)
 
@@ -501,6 +505,8 @@ def _corner(*scenarios: Scenario, concurrent: bool = False) -> RequestBatch:
 _THREE = ("a", "b", "c")
 _MANY = tuple("abcdefghij") * 20  # 200 pieces: more than a server reads between loop turns
 _LOST = ClientPlan("lost_at_end")
+# never reads, so the server's first write blocks; the host cancels as the client gives up
+_BLOCKED = ClientPlan("never_read", buffer=0, host_cancels=True)
 _WAITS = (HookPlan(action="await"),)
 
 # Batches tried before any drawn one: timings a random draw seldom hits, each of which
@@ -508,45 +514,20 @@ _WAITS = (HookPlan(action="await"),)
 CORNER_CASES: tuple[RequestBatch, ...] = (
     # work outlived: the host cancels while a write blocks and the agent's event stream
     # waits at a `yield`; the server must close that stream itself, before it returns
-    _corner(
-        Scenario(
-            AgentPlan("chunks", _THREE, "events"),
-            stream=True,
-            client=ClientPlan("never_read", buffer=0, host_cancels=True),
-        )
-    ),
-    _corner(
-        Scenario(
-            AgentPlan("chunks", _THREE, "async_gen"),
-            stream=True,
-            client=ClientPlan("never_read", buffer=0, host_cancels=True),
-        )
-    ),
+    _corner(_streamed(AgentPlan("chunks", _THREE, "events"), _BLOCKED)),
+    _corner(_streamed(AgentPlan("chunks", _THREE, "async_gen"), _BLOCKED)),
     # work outlived: a task the agent started and never awaited, when the client leaves
     # mid-stream, and when the host cancels while a write blocks
     _corner(
-        Scenario(
+        _streamed(
             AgentPlan("chunks", _THREE, "async_gen", delay=0.001, background=True),
-            stream=True,
-            client=ClientPlan("close_after", frames=1),
+            ClientPlan("close_after", frames=1),
         )
     ),
-    _corner(
-        Scenario(
-            AgentPlan("chunks", _THREE, "async_gen", background=True),
-            stream=True,
-            client=ClientPlan("never_read", buffer=0, host_cancels=True),
-        )
-    ),
+    _corner(_streamed(AgentPlan("chunks", _THREE, "async_gen", background=True), _BLOCKED)),
     # work outlived: an agent that never awaits streams on for a client that left, unless
     # the server gives the event loop a turn now and then (and so hears the disconnect)
-    _corner(
-        Scenario(
-            AgentPlan("chunks", _MANY, "busy"),
-            stream=True,
-            client=ClientPlan("close_after", frames=2),
-        )
-    ),
+    _corner(_streamed(AgentPlan("chunks", _MANY, "busy"), ClientPlan("close_after", frames=2))),
     # finalize cut short: the client leaves mid-stream while a finalize hook waits
     _corner(
         Scenario(
@@ -605,7 +586,7 @@ CORNER_CASES: tuple[RequestBatch, ...] = (
         Scenario(
             AgentPlan("chunks", _THREE, "events"),
             stream=True,
-            client=ClientPlan("never_read", buffer=0, host_cancels=True),
+            client=_BLOCKED,
             api="v1-responses",
         ),
     ),
