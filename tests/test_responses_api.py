@@ -19,7 +19,7 @@ from helpers import ASGICall
 from starlette.responses import JSONResponse
 
 from robutler.server import Server, ServerBase, StreamingWrapper, current_context, pricing
-from robutler.server.store import MemoryStore
+from robutler.server.store import MemoryStore, ResponseStore
 from robutler_testing import (
     MockAgent,
     validate_completion,
@@ -325,6 +325,64 @@ def test_previous_response_id_continues_the_conversation(stream: bool) -> None:
     ]
     assert seen[2][0] == {"role": "system", "content": "Still."}
     assert [m["content"] for m in seen[2][1:]] == ["one", "turn 1", "two", "turn 2", "three"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_agent_that_changes_its_messages_changes_nothing_stored(stream: bool) -> None:
+    """The agent gets the request's own messages, not copies: what is stored of them was
+    taken before it ran."""
+    app = ServerBase()
+    seen: list[Any] = []
+
+    @app.agent("scribbler")
+    def scribbler(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        seen.append([dict(m) for m in messages])
+        for message in messages:
+            message["content"] = "scribbled"
+        messages.append({"role": "user", "content": "added by the agent"})
+        return iter(["ok"]) if stream else "ok"
+
+    with TestClient(app) as c:
+        first = respond(c, "/scribbler/responses", input="one", stream=stream)
+        rid = (validate_response_stream(first.text).response or {}) if stream else first.json()
+        respond(c, "/scribbler/responses", input="two", previous_response_id=rid["id"])
+    assert seen[1] == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "two"},
+    ]
+
+
+class DictStore(ResponseStore):
+    """A store written to the interface's three methods only (no `put_json`)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, tuple[str | None, dict[str, Any]]] = {}
+
+    async def get(self, response_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        entry = self.records.get(response_id)
+        return json.loads(json.dumps(entry[1])) if entry and entry[0] == owner else None
+
+    async def put(self, response_id: str, record: Any, owner: str | None = None) -> None:
+        assert isinstance(record, dict), "put gets the record decoded"
+        self.records[response_id] = (owner, json.loads(json.dumps(record)))
+
+    async def delete(self, response_id: str, owner: str | None = None) -> bool:
+        return self.records.pop(response_id, None) is not None
+
+
+def test_a_store_with_only_get_put_and_delete_serves_every_stored_route() -> None:
+    store = DictStore()
+    app, seen = conversation_app(response_store=store)
+    with TestClient(app) as c:
+        first = respond(c, "/count/responses", input="one").json()
+        assert set(store.records) == {first["id"]}
+        assert store.records[first["id"]][1]["response"] == first
+        assert c.get(f"/v1/responses/{first['id']}").json() == first
+        second = respond(c, "/count/responses", input="two", previous_response_id=first["id"])
+        assert second.json()["output"][0]["content"][0]["text"] == "turn 2"
+        assert c.delete(f"/count/responses/{first['id']}").json()["deleted"] is True
+    assert [m["content"] for m in seen[1]] == ["one", "turn 1", "two"]
 
 
 def test_retrieve_and_delete_a_stored_response() -> None:

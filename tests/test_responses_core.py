@@ -14,19 +14,21 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from robutler.server.agents_sdk import to_input_items
-from robutler.server.protocol import RequestError
+from robutler.server.protocol import RequestError, encode
 from robutler.server.responses import (
     ResponsesEncoder,
     chat_messages,
     error_object,
     items_to_messages,
     new_response_id,
+    objects,
     parse_responses_request,
     response_from_completion,
+    response_json_from_completion,
     responses_usage,
 )
 from robutler.server.responses.wire import conversation
@@ -34,6 +36,7 @@ from robutler.server.results import UnsupportedResult, assemble
 from robutler_testing.response_validators import validate_response, validate_response_stream
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 
 
 def parse(**body: Any) -> Any:
@@ -480,6 +483,119 @@ def test_response_echoes_the_request() -> None:
     assert (body["tool_choice"], body["temperature"], body["top_p"]) == ("required", 0.5, 0.9)
     assert (body["max_output_tokens"], body["previous_response_id"]) == (50, "resp_prev")
     assert (body["store"], body["parallel_tool_calls"], body["user"]) == (False, False, "u1")
+
+
+answers = st.fixed_dictionaries(
+    {"role": st.just("assistant")},
+    optional={
+        "content": st.one_of(
+            st.none(), st.text(max_size=8), st.just([{"type": "text", "text": "a"}])
+        ),
+        "refusal": st.one_of(st.none(), st.text(max_size=4)),
+        "tool_calls": st.lists(
+            st.fixed_dictionaries(  # with ids: an id the server makes up is random
+                {
+                    "id": st.sampled_from(["call_1", "call_2"]),
+                    "type": st.just("function"),
+                    "function": st.just({"name": "f", "arguments": "{}"}),
+                }
+            ),
+            max_size=2,
+        ),
+    },
+)
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "instructions": st.text(max_size=4),
+        "metadata": st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+        "store": st.booleans(),
+        "temperature": st.floats(0, 2),
+        "tool_choice": st.sampled_from(["auto", "none", "required"]),
+        "truncation": st.sampled_from(["auto", "disabled"]),
+        "reasoning": st.just({"effort": "low"}),
+        "stream": st.booleans(),
+        "model": st.text(max_size=4),
+        "unknown_field": st.integers(),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@example({"role": "assistant", "content": "a", "refusal": "no"}, "stop", None, "m", {})
+@example({"role": "assistant", "content": "a", "tool_calls": [CALL]}, "stop", None, "m", {})
+@example({"role": "assistant", "content": [{"type": "text", "text": "a"}]}, "stop", None, "m", {})
+@example({"role": "assistant", "content": "a"}, "stop", USAGE, "m", {})
+@example({"role": "assistant", "content": "a"}, "length", USAGE, None, {"store": False})
+@given(
+    answers,
+    st.sampled_from(["stop", "length", "tool_calls", "content_filter", None]),
+    st.one_of(st.none(), st.just(USAGE)),
+    st.sampled_from(["agent-model", "", 'modèle "x"', None]),
+    requests,
+)
+def test_the_encoded_response_is_the_objects_encoding_byte_for_byte(
+    message: dict[str, Any],
+    finish: str | None,
+    usage: dict[str, Any] | None,
+    model: str | None,
+    body: dict[str, Any],
+) -> None:
+    """The JSON answer's shortcuts (the request's echo encoded once, a template for text
+    answers) write exactly what encoding the response object would."""
+    comp = completion(message, finish or "stop", **({"usage": usage} if usage else {}))
+    if finish is None:
+        comp["choices"][0].pop("finish_reason")
+    comp["model"] = model
+    request = parse(**body)
+    assert request.echo_json() == encode(request.echo())
+    args = {"response_id": new_response_id(), "created_at": 7, "model": "m", "request": request}
+    with pytest.MonkeyPatch.context() as patch:  # one completed_at for both
+        patch.setattr(objects.time, "time", lambda: 1_800_000_000.5)
+        encoded = response_json_from_completion(comp, **args)
+        assert encoded == encode(response_from_completion(comp, **args))
+    validate_response(encoded)
+
+
+# One value for every field of the request model (but `input`), each unlike its default.
+ONE_FIELD = {
+    "model": "m",
+    "instructions": "Be brief.",
+    "stream": True,
+    "store": False,
+    "previous_response_id": "resp_1",
+    "tools": [{"type": "function", "name": "f"}],
+    "tool_choice": "required",
+    "parallel_tool_calls": False,
+    "metadata": {"k": "v"},
+    "temperature": 0.5,
+    "top_p": 0.5,
+    "max_output_tokens": 9,
+    "max_tool_calls": 2,
+    "top_logprobs": 3,
+    "truncation": "auto",
+    "text": {"format": {"type": "json_object"}},
+    "reasoning": {"effort": "low"},
+    "include": ["x"],
+    "user": "u",
+    "safety_identifier": "s",
+    "prompt_cache_key": "k",
+    "service_tier": "auto",
+    "stream_options": {"include_obfuscation": False},
+    "background": False,
+}
+
+
+def test_one_field_table_covers_the_request_model() -> None:
+    from robutler.server.responses import ResponsesRequest
+
+    assert set(ONE_FIELD) == set(ResponsesRequest.model_fields) - {"input"}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_FIELD))
+def test_echo_json_is_the_echo_for_a_request_that_sets_one_field(name: str) -> None:
+    request = parse(**{name: ONE_FIELD[name]})
+    assert request.echo_json() == encode(request.echo())
 
 
 def test_responses_usage_accepts_either_shape() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -48,6 +49,20 @@ def test_put_get_delete_round_trip(make_store: Any) -> None:
         assert await store.delete("resp_1") is True
         assert await store.get("resp_1") is None
         assert await store.delete("resp_1") is False
+
+    run(scenario())
+
+
+def test_put_json_stores_the_record_it_encodes(make_store: Any) -> None:
+    store = make_store()
+
+    async def scenario() -> None:
+        await store.put_json("resp_1", json.dumps(RECORD).encode())
+        assert await store.get("resp_1") == RECORD
+        assert await store.get("resp_1", "someone") is None
+        await store.put_json("resp_2", b'{"response": {"id": "resp_2"}}', "key-a")
+        assert await store.get("resp_2", "key-a") == {"response": {"id": "resp_2"}}
+        assert await store.get("resp_2") is None
 
     run(scenario())
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..protocol import encode
 from ..results import text_content
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ __all__ = [
     "new_response_id",
     "output_items",
     "response_from_completion",
+    "response_json_from_completion",
     "response_object",
     "responses_usage",
     "status_of",
@@ -199,6 +201,60 @@ def response_from_completion(
 
     The completion's own `model` wins over `model`; its usage, if any, is converted.
     """
+    return {**_answer_fields(completion, response_id, created_at, model), **request.echo()}
+
+
+def response_json_from_completion(
+    completion: Mapping[str, Any],
+    *,
+    response_id: str,
+    created_at: int,
+    model: str,
+    request: ResponsesRequest,
+) -> bytes:
+    """`response_from_completion(...)` encoded, byte for byte, without building the object:
+    the fields that repeat the request come encoded from `request.echo_json()`, and a
+    plain text answer (the usual one) is written into a template."""
+    echo = request.echo_json()
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    text = message.get("content")
+    model = completion.get("model") or model
+    if (
+        isinstance(text, str)
+        and choice.get("finish_reason") == "stop"
+        and not message.get("refusal")
+        and not message.get("tool_calls")
+    ):
+        usage = responses_usage(completion.get("usage"))
+        return _TEXT_RESPONSE % (
+            encode(response_id),
+            created_at,
+            int(time.time()),
+            encode(model),
+            encode(item_id(response_id, "msg", 0)),
+            encode(text),
+            b"null" if usage is None else encode(usage),
+            echo[1:],
+        )
+    answer = encode(_answer_fields(completion, response_id, created_at, model))
+    return answer[:-1] + b"," + echo[1:]
+
+
+# What `response_from_completion` makes of a text answer, encoded, with the places where
+# it differs from one answer to the next left open (tests hold the two to the same bytes).
+_TEXT_RESPONSE = (
+    b'{"id":%b,"object":"response","created_at":%d,"status":"completed","completed_at":%d,'
+    b'"error":null,"incomplete_details":null,"model":%b,"output":[{"id":%b,"type":"message",'
+    b'"role":"assistant","status":"completed","content":[{"type":"output_text","text":%b,'
+    b'"annotations":[],"logprobs":[]}]}],"usage":%b,%b'
+)
+
+
+def _answer_fields(
+    completion: Mapping[str, Any], response_id: str, created_at: int, model: str
+) -> dict[str, Any]:
+    """A response object's own fields (all but the echo of the request) for a completion."""
     choices = completion.get("choices") or [{}]
     choice = choices[0]
     status, incomplete = status_of(choice.get("finish_reason"))
@@ -207,7 +263,7 @@ def response_from_completion(
         response_id,
         created_at,
         completion.get("model") or model,
-        request.echo(),
+        {},
         status=status,
         output=output_items(choice.get("message") or {}, response_id, item_status),
         usage=responses_usage(completion.get("usage")),

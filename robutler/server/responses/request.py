@@ -10,7 +10,7 @@ it also turns a stored response's `output` back into the messages of its turn.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BeforeValidator,
@@ -21,7 +21,14 @@ from pydantic import (
     ValidationError,
 )
 
-from ..protocol import OpenModel, RequestError, _integral, check_size, load_json_object
+from ..protocol import (
+    OpenModel,
+    RequestError,
+    _integral,
+    check_size,
+    encode,
+    load_json_object,
+)
 from ..protocol import json_kind as _kind
 
 __all__ = [
@@ -103,6 +110,13 @@ class ResponsesRequest(OpenModel):
             echo["reasoning"] = self.reasoning
         return echo
 
+    def echo_json(self) -> bytes:
+        """`echo()` as a JSON object; for a request that sets none of the fields it
+        repeats (the usual one), the encoding made once when this module loads."""
+        if self.model_fields_set.isdisjoint(_ECHOED):
+            return _DEFAULT_ECHO_JSON
+        return encode(self.echo())
+
     def chat_tools(self) -> list[dict[str, Any]] | None:
         """`tools` in the Chat Completions shape (`{"type": "function", "function": {...}}`).
 
@@ -125,6 +139,12 @@ class ResponsesRequest(OpenModel):
         if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
             return {"type": "function", "function": {"name": choice["name"]}}
         return choice
+
+
+# The request fields `echo` repeats, or that change what it says (`background` is only
+# ever false), and what it says of a request that sets none of them.
+_ECHOED = frozenset(ResponsesRequest.model_fields) - {"model", "input", "stream", "background"}
+_DEFAULT_ECHO_JSON = encode(ResponsesRequest(input="").echo())
 
 
 # Fields robutler cannot honour: refused with a 400 rather than silently ignored.
@@ -426,12 +446,22 @@ def chat_messages(
     request: ResponsesRequest,
     input_messages: Sequence[Mapping[str, Any]],
     previous: Sequence[Mapping[str, Any]] = (),
+    *,
+    copy: bool = True,
 ) -> list[dict[str, Any]]:
     """The conversation an agent gets: instructions as a leading system message, then the
-    earlier turns (`previous`, Chat Completions messages), then this request's input."""
+    earlier turns (`previous`, Chat Completions messages), then this request's input.
+
+    The messages are copies, unless `copy` is false: for a caller whose messages are its
+    own and that has kept what it needs of them (the server encodes what it stores first).
+    """
     messages: list[dict[str, Any]] = []
     if request.instructions:
         messages.append({"role": "system", "content": request.instructions})
-    messages.extend(dict(m) for m in previous)
-    messages.extend(dict(m) for m in input_messages)
+    if copy:
+        messages.extend(dict(m) for m in previous)
+        messages.extend(dict(m) for m in input_messages)
+    else:
+        messages.extend(cast("Sequence[dict[str, Any]]", previous))
+        messages.extend(cast("Sequence[dict[str, Any]]", input_messages))
     return messages

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..protocol import RequestError, encode
 from ..wire import Parsed
 from .encoder import ResponsesEncoder
-from .objects import new_response_id, response_from_completion
+from .objects import new_response_id, response_json_from_completion
 from .request import ResponsesRequest, chat_messages, items_to_messages, parse_responses_request
 
 if TYPE_CHECKING:
@@ -32,15 +32,14 @@ logger = logging.getLogger("robutler")
 
 @dataclass(slots=True, eq=False)
 class ResponsesCall:
-    """One Responses request's own state: its id, the earlier turns, where it is stored."""
+    """One Responses request's own state: its id, where it is stored, and what."""
 
     request: ResponsesRequest
-    input_messages: list[dict[str, Any]]
-    previous: list[dict[str, Any]]
     owner: str | None
     store: ResponseStore
+    conversation: bytes = b"[]"  # the input before the response, encoded as it came
     response_id: str = field(default_factory=new_response_id)
-    response: dict[str, Any] | None = None
+    body: bytes | None = None  # the JSON answer, encoded once for the client and the store
     encoder: ResponsesEncoder | None = None
 
     async def save(self) -> None:
@@ -48,14 +47,14 @@ class ResponsesCall:
         which a later turn does not inherit); `conversation` adds the response's own
         output when a later turn asks for it. A store that fails is logged; the client
         still gets its answer."""
-        response = self.response
-        if response is None and self.encoder is not None:
-            response = self.encoder.response
+        response = self.body
+        if response is None and self.encoder is not None and self.encoder.response is not None:
+            response = encode(self.encoder.response)
         if response is None:
             return
-        record = {"response": response, "input": [*self.previous, *self.input_messages]}
+        record = b"".join((b'{"response":', response, b',"input":', self.conversation, b"}"))
         try:
-            await self.store.put(self.response_id, record, self.owner)
+            await self.store.put_json(self.response_id, record, self.owner)
         except Exception:
             logger.exception("storing response %s failed", self.response_id)
 
@@ -94,26 +93,29 @@ class ResponsesWire:
                     code="previous_response_not_found",
                 )
             previous = conversation(record)
-        call = ResponsesCall(request, input_messages, previous, owner, self.store)
+        call = ResponsesCall(request, owner, self.store)
+        store = request.store is not False
+        if store:  # encoded now: the agent gets these messages and may change them
+            call.conversation = encode([*previous, *input_messages])
         return Parsed(
-            chat_messages(request, input_messages, previous),
+            chat_messages(request, input_messages, previous, copy=False),
             stream=request.stream is True,
             model=request.model,
             data=data,
             request=call,
-            on_answer=call.save if request.store is not False else None,
+            on_answer=call.save if store else None,
         )
 
     def json_body(self, completion: dict[str, Any], parsed: Parsed, exchange: Exchange) -> bytes:
         call: ResponsesCall = parsed.request
-        call.response = response_from_completion(
+        call.body = response_json_from_completion(
             completion,
             response_id=call.response_id,
             created_at=completion["created"],
             model=completion["model"],
             request=call.request,
         )
-        return encode(call.response)
+        return call.body
 
     def encoder(
         self, answer_id: str, created: int, model: str, parsed: Parsed, exchange: Exchange
