@@ -279,24 +279,40 @@ def throughput(
                 figures[cpu_figure][key].append(cpu)
                 line.append(f"{key}={value:,.0f}")
             log(f"  round {round_ + 1}/{plan.rounds} {workload}: {' '.join(line)}")
-        for workload, connections, chunks, stream, cpu_figure, _ in RESPONSES:
-            line = []
-            for key in rotate(robutler, round_):
-                summary = run_wrk(
-                    servers[key],
-                    responses_body(chunks, stream),
-                    seconds=plan.seconds,
-                    connections=connections,
-                    path=RESPONSES_PATH,
-                )
-                if summary["errors"]:
-                    raise RuntimeError(f"{key} {workload}: wrk saw errors: {summary}")
-                done = summary["requests"]
-                figures[workload][key].append(done / summary["seconds"])
-                figures[cpu_figure][key].append(summary["server_cpu_s"] / done * 1e6)
-                line.append(f"{key}={done / summary['seconds']:,.0f}")
-            log(f"  round {round_ + 1}/{plan.rounds} {workload}: {' '.join(line)}")
+            # The Responses rows that mirror this workload run right after it, so that each
+            # is measured beside its chat row, under the same conditions of the machine.
+            for row in RESPONSES:
+                if row[5] == workload:
+                    responses_row(servers, plan, robutler, round_, row, figures)
     return figures
+
+
+def responses_row(
+    servers: dict[str, Server],
+    plan: Plan,
+    robutler: list[str],
+    round_: int,
+    row: tuple[str, int, int, bool, str, str],
+    figures: dict[str, dict[str, list[float]]],
+) -> None:
+    """One round of a Responses API workload (`RESPONSES` row) on robutler's apps."""
+    workload, connections, chunks, stream, cpu_figure, _ = row
+    line = []
+    for key in rotate(robutler, round_):
+        summary = run_wrk(
+            servers[key],
+            responses_body(chunks, stream),
+            seconds=plan.seconds,
+            connections=connections,
+            path=RESPONSES_PATH,
+        )
+        if summary["errors"]:
+            raise RuntimeError(f"{key} {workload}: wrk saw errors: {summary}")
+        done = summary["requests"]
+        figures[workload][key].append(done / summary["seconds"])
+        figures[cpu_figure][key].append(summary["server_cpu_s"] / done * 1e6)
+        line.append(f"{key}={done / summary['seconds']:,.0f}")
+    log(f"  round {round_ + 1}/{plan.rounds} {workload}: {' '.join(line)}")
 
 
 def time_to_first_byte(
