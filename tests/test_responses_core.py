@@ -28,7 +28,9 @@ from robutler.server.responses import (
     objects,
     parse_responses_request,
     response_from_completion,
+    response_json,
     response_json_from_completion,
+    response_object,
     responses_usage,
 )
 from robutler.server.responses.wire import conversation
@@ -555,6 +557,38 @@ def test_the_encoded_response_is_the_objects_encoding_byte_for_byte(
         encoded = response_json_from_completion(comp, **args)
         assert encoded == encode(response_from_completion(comp, **args))
     validate_response(encoded)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["completed", "in_progress", "incomplete", "failed"]),
+    st.lists(st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2), max_size=2),
+    st.one_of(st.none(), st.just(responses_usage(USAGE))),
+    st.one_of(st.none(), st.just({"code": "server_error", "message": "m"})),
+    st.one_of(st.none(), st.just({"reason": "max_output_tokens"})),
+    requests,
+)
+def test_response_json_is_the_response_objects_encoding(
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+    incomplete: dict[str, Any] | None,
+    body: dict[str, Any],
+) -> None:
+    """What a stream's encoder writes its snapshots with: the object, encoded from parts."""
+    request = parse(**body)
+    rid = new_response_id()
+    extra = {"usage": usage, "error": error, "incomplete_details": incomplete}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(objects.time, "time", lambda: 1_800_000_000.5)
+        encoded = response_json(
+            rid, 7, "m", request.echo_json(), status=status, output=encode(output), **extra
+        )
+        expected = response_object(
+            rid, 7, "m", request.echo(), status=status, output=output, **extra
+        )
+    assert encoded == encode(expected)
 
 
 # One value for every field of the request model (but `input`), each unlike its default.

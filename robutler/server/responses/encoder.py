@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic_core import from_json
+
 from ..protocol import encode
 from ..results import UnsupportedResult, text_content
 from .objects import (
@@ -30,7 +32,7 @@ from .objects import (
     item_id,
     output_text,
     refusal_part,
-    response_object,
+    response_json,
     responses_usage,
     status_of,
 )
@@ -45,6 +47,20 @@ _DELTA_HEAD = (
     b'"sequence_number":'
 )
 _DELTA_TAIL = b',"logprobs":[]}\n\n'
+_EVENT = b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b}\n\n'
+_START = (
+    b'event: response.created\ndata: {"type":"response.created","sequence_number":%d,'
+    b'"response":%b}\n\nevent: response.in_progress\ndata: {"type":"response.in_progress",'
+    b'"sequence_number":%d,"response":%b}\n\n'
+)
+_TEXT_PART = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
+_EMPTY_TEXT_PART = _TEXT_PART % b'""'
+_MESSAGE_ITEM = b'{"id":%b,"type":"message","role":"assistant","status":"%b","content":[%b]}'
+_NUMBERS = tuple(b"%d" % n for n in range(4096))  # sequence numbers, as written
+
+
+def _number(n: int) -> bytes:
+    return _NUMBERS[n] if n < 4096 else b"%d" % n
 
 
 class _Message:
@@ -52,6 +68,7 @@ class _Message:
         "done",
         "id",
         "index",
+        "json",
         "parts",
         "prefix",
         "refusal",
@@ -72,6 +89,7 @@ class _Message:
         self.prefix = b""
         self.done = False
         self.status = "in_progress"
+        self.json = b""  # the finished item, encoded (once done)
 
     def item(self, status: str) -> dict[str, Any]:
         content = [
@@ -130,12 +148,13 @@ class ResponsesEncoder:
         "_message",
         "_pending",
         "_seq",
+        "_texting",
         "created_at",
         "echo",
         "finish_reason",
         "model",
-        "response",
         "response_id",
+        "response_json",
         "started",
         "usage",
     )
@@ -146,16 +165,17 @@ class ResponsesEncoder:
         self.response_id = response_id
         self.created_at = created_at
         self.model = model
-        self.echo = request.echo()
+        self.echo = request.echo_json()  # the fields that repeat the request, encoded once
         self.usage: Any = None
         self.finish_reason: str | None = None
-        self.response: dict[str, Any] | None = None
+        self.response_json: bytes | None = None  # the final response, once finished
         self.started = False
         self._seq = 0
         self._items: list[_Message | _Call] = []
         self._message: _Message | None = None  # the open message, if any
         self._calls: dict[int, _Call] = {}  # by the chunks' tool-call index
         self._pending: _Call | None = None  # a tool call whose item is not added yet
+        self._texting: _Message | None = None  # the open text part's message, until a finish
 
     def set_model(self, model: str) -> None:
         """Use the agent's model in the response (call before `start()`)."""
@@ -163,15 +183,32 @@ class ResponsesEncoder:
 
     # frames -------------------------------------------------------------------------
 
+    @property
+    def response(self) -> dict[str, Any] | None:
+        """The final response object, once `finish()` or `error()` ran."""
+        return None if self.response_json is None else from_json(self.response_json)
+
     def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
         seq = self._seq
         self._seq = seq + 1
-        data = {"type": kind, "sequence_number": seq, **fields}
-        return b"event: " + kind.encode() + b"\ndata: " + encode(data) + b"\n\n"
+        name = kind.encode()
+        return b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b\n\n' % (
+            name,
+            name,
+            seq,
+            encode(fields)[1:],
+        )
 
-    def _snapshot(self, status: str, **extra: Any) -> dict[str, Any]:
-        return response_object(
-            self.response_id, self.created_at, self.model, self.echo, status=status, **extra
+    def _snapshot(self, status: str, output: bytes, **extra: Any) -> bytes:
+        """The response object as it stands, encoded, from its output encoded."""
+        return response_json(
+            self.response_id,
+            self.created_at,
+            self.model,
+            self.echo,
+            status=status,
+            output=output,
+            **extra,
         )
 
     def start(self) -> bytes:
@@ -179,14 +216,10 @@ class ResponsesEncoder:
         if self.started:
             return b""
         self.started = True
-        snapshot = encode(self._snapshot("in_progress", output=[]))
+        snapshot = self._snapshot("in_progress", b"[]")
         seq = self._seq
         self._seq = seq + 2
-        return b"".join(
-            b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n'
-            % (kind, kind, seq + offset, snapshot)
-            for offset, kind in enumerate((b"response.created", b"response.in_progress"))
-        )
+        return _START % (seq, snapshot, seq + 1, snapshot)
 
     def opening(self) -> bytes:
         """What opens a stream before the agent's first item: nothing beyond `start()`,
@@ -198,8 +231,8 @@ class ResponsesEncoder:
     def item(self, item: Any) -> bytes | None:
         """Events for a stream item: a str delta or a chat.completion.chunk dict."""
         if isinstance(item, str):
-            message = self._message
-            if message is None or message.text_at < 0 or self.finish_reason is not None:
+            message = self._texting
+            if message is None:
                 return self.text(item) if item else None
             if not item:
                 return None
@@ -207,7 +240,7 @@ class ResponsesEncoder:
             seq = self._seq
             self._seq = seq + 1
             message.text.append(item)
-            return b"%b%d%b%b%b" % (_DELTA_HEAD, seq, message.prefix, encode(item), _DELTA_TAIL)
+            return b"".join((_DELTA_HEAD, _number(seq), message.prefix, encode(item), _DELTA_TAIL))
         if isinstance(item, Mapping):
             return self.chunk(item)
         raise UnsupportedResult(item, "streamed")
@@ -225,7 +258,7 @@ class ResponsesEncoder:
         seq = self._seq
         self._seq = seq + 1
         message.text.append(text)
-        return out + b"%b%d%b%b%b" % (_DELTA_HEAD, seq, message.prefix, encode(text), _DELTA_TAIL)
+        return b"".join((out, _DELTA_HEAD, _number(seq), message.prefix, encode(text), _DELTA_TAIL))
 
     def _open_text(self) -> bytes:
         """Open a message (if none is open) and its output_text part (if it has none)."""
@@ -233,21 +266,15 @@ class ResponsesEncoder:
         if message.text_at < 0:
             message.text_at = len(message.parts)
             message.parts.append("text")
-            out += self._event(
-                "response.content_part.added",
-                {
-                    "item_id": message.id,
-                    "output_index": message.index,
-                    "content_index": message.text_at,
-                    "part": output_text(""),
-                },
+            where = b'"item_id":%b,"output_index":%d,"content_index":%d' % (
+                encode(message.id),
+                message.index,
+                message.text_at,
             )
-            message.prefix = (
-                b',"item_id":'
-                + encode(message.id)
-                + b',"output_index":%d,"content_index":%d,"delta":'
-                % (message.index, message.text_at)
-            )
+            added = b'%b,"part":%b' % (where, _EMPTY_TEXT_PART)
+            out += self._raw_event(b"response.content_part.added", added)
+            message.prefix = b',%b,"delta":' % where
+        self._texting = message
         return out
 
     def _add_message(self) -> bytes:
@@ -255,9 +282,9 @@ class ResponsesEncoder:
         message = _Message(index, item_id(self.response_id, "msg", index))
         self._items.append(message)
         self._message = message
-        return self._event(
-            "response.output_item.added",
-            {"output_index": index, "item": {**message.item("in_progress"), "content": []}},
+        item = _MESSAGE_ITEM % (encode(message.id), b"in_progress", b"")
+        return self._raw_event(
+            b"response.output_item.added", b'"output_index":%d,"item":%b' % (index, item)
         )
 
     def _open_message(self) -> tuple[bytes, _Message]:
@@ -289,32 +316,36 @@ class ResponsesEncoder:
         message = self._message
         if message is None:
             return b""
-        self._message = None
+        self._message = self._texting = None
         message.done = True
         message.status = status
-        where = {"item_id": message.id, "output_index": message.index}
-        out = b""
+        where = b'"item_id":%b,"output_index":%d' % (encode(message.id), message.index)
+        out = []
+        parts = []
         for index, part in enumerate(message.parts):
             if part == "text":
-                text = "".join(message.text)
-                out += self._event(
-                    "response.output_text.done",
-                    {**where, "content_index": index, "text": text, "logprobs": []},
-                )
-                done_part = output_text(text)
+                text = encode("".join(message.text))
+                done = b'%b,"content_index":%d,"text":%b,"logprobs":[]' % (where, index, text)
+                out.append(self._raw_event(b"response.output_text.done", done))
+                part_json = _TEXT_PART % text
             else:
-                refusal = "".join(message.refusal)
-                out += self._event(
-                    "response.refusal.done", {**where, "content_index": index, "refusal": refusal}
-                )
-                done_part = refusal_part(refusal)
-            out += self._event(
-                "response.content_part.done", {**where, "content_index": index, "part": done_part}
-            )
-        return out + self._event(
-            "response.output_item.done",
-            {"output_index": message.index, "item": message.item(status)},
-        )
+                refusal = encode("".join(message.refusal))
+                done = b'%b,"content_index":%d,"refusal":%b' % (where, index, refusal)
+                out.append(self._raw_event(b"response.refusal.done", done))
+                part_json = b'{"type":"refusal","refusal":%b}' % refusal
+            parts.append(part_json)
+            done = b'%b,"content_index":%d,"part":%b' % (where, index, part_json)
+            out.append(self._raw_event(b"response.content_part.done", done))
+        message.json = _MESSAGE_ITEM % (encode(message.id), status.encode(), b",".join(parts))
+        done = b'"output_index":%d,"item":%b' % (message.index, message.json)
+        out.append(self._raw_event(b"response.output_item.done", done))
+        return b"".join(out)
+
+    def _raw_event(self, kind: bytes, fields: bytes) -> bytes:
+        """An event from its fields (but `type` and `sequence_number`) encoded."""
+        seq = self._seq
+        self._seq = seq + 1
+        return _EVENT % (kind, kind, seq, fields)
 
     def _add_pending(self) -> bytes:
         """Add the item of the tool call that is waiting for its first arguments, if any."""
@@ -380,6 +411,7 @@ class ResponsesEncoder:
                 out += self._tool_delta(call)
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+                self._texting = None  # nothing may follow the finish
         if out and not self.started:
             out = self.start() + out
         return out or None
@@ -408,22 +440,44 @@ class ResponsesEncoder:
                     "response.output_item.done",
                     {"output_index": item.index, "item": item.item(item_status)},
                 )
-        self.response = self._snapshot(
+        self.response_json = self._snapshot(
             status,
-            output=[item.item(item.status) for item in self._items],
+            self._output(),
             usage=responses_usage(self.usage),
             incomplete_details=incomplete,
         )
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        return out + self._event(kind, {"response": self.response})
+        kind = b"response.completed" if status == "completed" else b"response.incomplete"
+        return out + self._response_event(kind, self.response_json)
 
     def error(self, body: Mapping[str, Any]) -> bytes:
         """`response.failed` carrying the error of an OpenAI-shaped error body."""
         out = self.start()
-        self.response = self._snapshot(
+        self.response_json = self._snapshot(
             "failed",
-            output=[item.item(item.status if item.done else "incomplete") for item in self._items],
+            self._output(),
             usage=responses_usage(self.usage),
             error=error_object(body),
         )
-        return out + self._event("response.failed", {"response": self.response})
+        return out + self._response_event(b"response.failed", self.response_json)
+
+    def _output(self) -> bytes:
+        """The response's `output`, encoded: finished messages as they were sent, the
+        rest (tool calls, a message cut off by a failure) as they stand."""
+        items = [
+            item.json
+            if isinstance(item, _Message) and item.json
+            else encode(item.item(item.status if item.done else "incomplete"))
+            for item in self._items
+        ]
+        return b"[%b]" % b",".join(items)
+
+    def _response_event(self, kind: bytes, response: bytes) -> bytes:
+        """The event that ends the stream, carrying the final response."""
+        seq = self._seq
+        self._seq = seq + 1
+        return b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n' % (
+            kind,
+            kind,
+            seq,
+            response,
+        )

@@ -25,6 +25,7 @@ __all__ = [
     "new_response_id",
     "output_items",
     "response_from_completion",
+    "response_json",
     "response_json_from_completion",
     "response_object",
     "responses_usage",
@@ -134,6 +135,40 @@ def response_object(
 ) -> dict[str, Any]:
     """A `response` object; `echo` holds the request fields it repeats."""
     return {
+        **_head(response_id, created_at, model, status, error, incomplete_details),
+        "output": output,
+        "usage": usage,
+        **echo,
+    }
+
+
+def response_json(
+    response_id: str,
+    created_at: int,
+    model: str,
+    echo: bytes,
+    *,
+    status: str,
+    output: bytes,
+    usage: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    incomplete_details: dict[str, Any] | None = None,
+) -> bytes:
+    """`response_object(...)` encoded, from its `output` list and `echo` (a JSON object)
+    already encoded: what a stream's encoder has of them."""
+    head = encode(_head(response_id, created_at, model, status, error, incomplete_details))
+    return b"".join((head[:-1], b',"output":', output, b',"usage":', encode(usage), b",", echo[1:]))
+
+
+def _head(
+    response_id: str,
+    created_at: int,
+    model: str,
+    status: str,
+    error: dict[str, Any] | None,
+    incomplete_details: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
@@ -142,9 +177,6 @@ def response_object(
         "error": error,
         "incomplete_details": incomplete_details,
         "model": model,
-        "output": output,
-        "usage": usage,
-        **echo,
     }
 
 

@@ -48,8 +48,8 @@ class ResponsesCall:
         output when a later turn asks for it. A store that fails is logged; the client
         still gets its answer."""
         response = self.body
-        if response is None and self.encoder is not None and self.encoder.response is not None:
-            response = encode(self.encoder.response)
+        if response is None and self.encoder is not None:
+            response = self.encoder.response_json
         if response is None:
             return
         record = b"".join((b'{"response":', response, b',"input":', self.conversation, b"}"))
