@@ -42,11 +42,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ResponsesEncoder"]
 
-_DELTA_HEAD = (
-    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-    b'"sequence_number":'
-)
-_DELTA_TAIL = b',"logprobs":[]}\n\n'
+# A text delta's frame is its message's prefix (the event line and the fields up to
+# "delta"), the delta, then this tail: the sequence number comes last, so that a delta
+# costs two concatenations. The tails of a stream's first 1024 events are made once.
+_DELTA_HEAD = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+_DELTA_TAIL = b',"logprobs":[],"sequence_number":%d}\n\n'
+_DELTA_TAILS = tuple(_DELTA_TAIL % n for n in range(1024))
+
+
+def _delta_tail(seq: int) -> bytes:
+    return _DELTA_TAILS[seq] if seq < 1024 else _DELTA_TAIL % seq
+
+
 _EVENT = b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b}\n\n'
 _START = (
     b'event: response.created\ndata: {"type":"response.created","sequence_number":%d,'
@@ -56,11 +63,6 @@ _START = (
 _TEXT_PART = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
 _EMPTY_TEXT_PART = _TEXT_PART % b'""'
 _MESSAGE_ITEM = b'{"id":%b,"type":"message","role":"assistant","status":"%b","content":[%b]}'
-_NUMBERS = tuple(b"%d" % n for n in range(4096))  # sequence numbers, as written
-
-
-def _number(n: int) -> bytes:
-    return _NUMBERS[n] if n < 4096 else b"%d" % n
 
 
 class _Message:
@@ -240,7 +242,7 @@ class ResponsesEncoder:
             seq = self._seq
             self._seq = seq + 1
             message.text.append(item)
-            return b"".join((_DELTA_HEAD, _number(seq), message.prefix, encode(item), _DELTA_TAIL))
+            return message.prefix + encode(item) + _delta_tail(seq)
         if isinstance(item, Mapping):
             return self.chunk(item)
         raise UnsupportedResult(item, "streamed")
@@ -258,7 +260,7 @@ class ResponsesEncoder:
         seq = self._seq
         self._seq = seq + 1
         message.text.append(text)
-        return b"".join((out, _DELTA_HEAD, _number(seq), message.prefix, encode(text), _DELTA_TAIL))
+        return b"".join((out, message.prefix, encode(text), _delta_tail(seq)))
 
     def _open_text(self) -> bytes:
         """Open a message (if none is open) and its output_text part (if it has none)."""
@@ -273,7 +275,7 @@ class ResponsesEncoder:
             )
             added = b'%b,"part":%b' % (where, _EMPTY_TEXT_PART)
             out += self._raw_event(b"response.content_part.added", added)
-            message.prefix = b',%b,"delta":' % where
+            message.prefix = _DELTA_HEAD + where + b',"delta":'
         self._texting = message
         return out
 
