@@ -12,6 +12,7 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from helpers import USER, ASGICall, post
+from starlette.responses import Response
 
 from robutler.server import ServerBase, StreamingWrapper, get_context
 
@@ -122,6 +123,21 @@ def test_hook_order_and_one_context() -> None:
     assert all(c is contexts[0] for c in contexts)
     assert contexts[0].agent_data == {"name": "anyone"}
     assert get_context() is None
+
+
+@pytest.mark.parametrize("path", ["/ok/chat/completions", "/ok/responses"])
+def test_finalize_gets_the_json_answer_as_it_was_sent(path: str) -> None:
+    app, recorder, _ = make_app()
+    body = BODY if "chat" in path else json.dumps({"input": "hi"}).encode()
+    with TestClient(app) as client:
+        sent = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert sent.status_code == 200
+    [(_, response)] = recorder.finals
+    assert type(response) is Response  # what hooks written for Starlette's JSON answers expect
+    assert response.status_code == 200 and response.body == sent.content
+    assert response.media_type == "application/json"
+    for name in ("content-type", "content-length", "x-request-id"):
+        assert response.headers[name] == sent.headers[name]
 
 
 @pytest.mark.parametrize(

@@ -71,9 +71,14 @@ class Call:
             result = await run_in_threadpool(self.fn, *args, **kwargs)
         else:
             return self.fn(*args, **kwargs)
+        if type(result) in _PLAIN:
+            return result  # the usual answers: no awaitable check (an ABC check) needed
         while inspect.isawaitable(result):
             result = await result
         return result
+
+
+_PLAIN = frozenset({type(None), str, dict, list, tuple, bytes, int, float, bool})
 
 
 def aiter_of(source: Any) -> AsyncIterator[Any]:

@@ -496,13 +496,9 @@ class Exchange:
         """Send a 200 JSON answer; finalize gets it as a Response (if anyone looks)."""
         rid = self.state.request_id
         self.started = True
-        self.response = (
-            Response(body, media_type="application/json", headers={"x-request-id": rid})
-            if self.endpoint.hooks.finalize
-            else _SENT
-        )
         headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
         headers.append((b"x-request-id", rid.encode()))
+        self.response = _sent_json(body, [*headers]) if self.endpoint.hooks.finalize else _SENT
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         await _send_last(self.send, {"type": "http.response.body", "body": body})
         self.finished = True
@@ -684,6 +680,19 @@ class Exchange:
 AgentEndpoint.exchange_class = Exchange
 
 _SENT = Response(status_code=200)
+
+
+def _sent_json(body: bytes, raw_headers: list[tuple[bytes, bytes]]) -> Response:
+    """A JSON answer that was sent, as finalize hooks get it: a Starlette `Response` with
+    the body and the headers that went out, taken as they are rather than built again by
+    `Response.__init__` (the response is only read: it has been sent)."""
+    response = Response.__new__(Response)
+    response.status_code = 200
+    response.media_type = "application/json"
+    response.background = None
+    response.body = body
+    response.raw_headers = raw_headers
+    return response
 
 
 class ResponseError(RequestError):
