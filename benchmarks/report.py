@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 KEYS = ("a", "b", "c", "c0")
@@ -98,11 +99,14 @@ def core_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     for figure, label, chat in RESPONSES_FIGURES[:2]:
         if figure not in med:
             continue
-        ratios = {k: med[figure][k] / med[chat][k] for k in ROBUTLER}
+        ratios = {k: paired_ratio(result, figure, chat, k) for k in ROBUTLER}
+        of_medians = {k: med[figure][k] / med[chat][k] for k in ROBUTLER}
         out.append(
             {
                 "target": f"{label}: within {MAX_RESPONSES_COST:.0%} of its chat completions row",
-                "measured": f"c0 {ratios['c0']:.2f}x, c (hooks) {ratios['c']:.2f}x",
+                "measured": f"c0 {ratios['c0']:.2f}x, c (hooks) {ratios['c']:.2f}x (median of "
+                f"the rounds' ratios; ratio of the medians c0 {of_medians['c0']:.2f}x, "
+                f"c {of_medians['c']:.2f}x)",
                 "holds": all(r >= 1 - MAX_RESPONSES_COST for r in ratios.values()),
             }
         )
@@ -120,6 +124,18 @@ def core_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def paired_ratio(result: dict[str, Any], figure: str, chat: str, key: str) -> float:
+    """`figure` over `chat` for app `key`: the median of the rounds' ratios. Each round
+    measures a Responses row right after its chat row, so a round's ratio compares the two
+    under the same conditions of the machine, which drift from round to round."""
+    rounds = result.get("rounds", {})
+    ours, theirs = rounds.get(figure, {}).get(key), rounds.get(chat, {}).get(key)
+    if ours and theirs and len(ours) == len(theirs):
+        return float(statistics.median(a / b for a, b in zip(ours, theirs, strict=True)))
+    med = result["medians"]
+    return float(med[figure][key] / med[chat][key])
 
 
 def _ratio(med: dict[str, Any], figure: str, ref: str, rob: str) -> float | None:
