@@ -297,8 +297,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "json-placeholder-for-finalize",
         "endpoint.py",
-        'Response(body, media_type="application/json", headers={"x-request-id": rid})',
-        "_SENT",
+        "_sent_json(body, [*headers]) if",
+        "_SENT if",
         "Finalize gets an empty placeholder instead of the JSON answer the client got.",
     ),
     Mutant(
