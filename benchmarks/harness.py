@@ -215,8 +215,12 @@ def run_wrk(
     alt_body: bytes | None = None,
     stop_after: int = 0,
     path: str = "/bench/chat/completions",
+    what: str | None = None,
 ) -> dict[str, Any]:
-    """One wrk run (one thread) against `server`; the JSON summary printed by wrk.lua."""
+    """One wrk run (one thread) against `server`; the JSON summary printed by wrk.lua.
+
+    With `what` (the run's name in the message), a run in which wrk saw errors raises.
+    """
     env = dict(os.environ)
     env["BENCH_PATH"] = path
     env["BENCH_BODY"] = body.decode()
@@ -257,6 +261,8 @@ def run_wrk(
             )
             summary["seconds"] = summary["duration_us"] / 1e6
             summary["server_cpu_s"] = server.cpu() - cpu_before
+            if what is not None and summary["errors"]:
+                raise RuntimeError(f"{what}: wrk saw errors: {summary}")
             return summary
     raise RuntimeError(f"wrk printed no summary:\n{''.join(lines)}\n{stderr}")
 

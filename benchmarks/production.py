@@ -267,10 +267,8 @@ def agents_sdk(cores: Cores, rounds: int, seconds: int) -> dict[str, Any]:
                 for key in rotate(keys, round_):
                     summary = run_wrk(
                         servers[key], request_body(1, stream), seconds=seconds,
-                        connections=connections,
+                        connections=connections, what=f"{key} {figure}",
                     )  # fmt: skip
-                    if summary["errors"]:
-                        raise RuntimeError(f"{key} {figure}: wrk saw errors: {summary}")
                     rps = summary["requests"] / summary["seconds"]
                     figures[figure][key].append(rps)
                     cpu = summary["server_cpu_s"] / max(1, summary["requests"]) * 1e6
@@ -316,9 +314,9 @@ def workers(cores: Cores, rounds: int, seconds: int, chunks: int) -> dict[str, A
         for round_ in range(rounds):
             line = []
             for key in rotate(keys, round_):
-                summary = run_wrk(servers[key], body, seconds=seconds, connections=32)
-                if summary["errors"]:
-                    raise RuntimeError(f"{key} workers: wrk saw errors: {summary}")
+                summary = run_wrk(
+                    servers[key], body, seconds=seconds, connections=32, what=f"{key} workers"
+                )
                 rps = summary["requests"] / summary["seconds"]
                 figures["workers_rps"][key].append(rps)
                 line.append(f"{key}={rps:,.0f}")

@@ -591,6 +591,16 @@ def test_response_json_is_the_response_objects_encoding(
     assert encoded == encode(expected)
 
 
+@given(st.text(max_size=8), st.sampled_from(["in_progress", "completed", "incomplete"]))
+def test_the_part_and_item_templates_encode_what_the_builders_build(text: str, status: str) -> None:
+    parts = [objects.output_text(text), objects.refusal_part(text)]
+    encoded = [objects.TEXT_PART_JSON % encode(text), objects.REFUSAL_PART_JSON % encode(text)]
+    assert encoded == [encode(p) for p in parts]
+    item = {"id": "msg_1", "type": "message", "role": "assistant", "status": status}
+    got = objects.MESSAGE_ITEM_JSON % (encode("msg_1"), status.encode(), b",".join(encoded))
+    assert got == encode({**item, "content": parts})
+
+
 # One value for every field of the request model (but `input`), each unlike its default.
 ONE_FIELD = {
     "model": "m",

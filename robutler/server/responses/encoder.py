@@ -28,6 +28,9 @@ from pydantic_core import from_json
 from ..protocol import encode
 from ..results import UnsupportedResult, text_content
 from .objects import (
+    MESSAGE_ITEM_JSON,
+    REFUSAL_PART_JSON,
+    TEXT_PART_JSON,
     error_object,
     item_id,
     output_text,
@@ -55,14 +58,7 @@ def _delta_tail(seq: int) -> bytes:
 
 
 _EVENT = b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b}\n\n'
-_START = (
-    b'event: response.created\ndata: {"type":"response.created","sequence_number":%d,'
-    b'"response":%b}\n\nevent: response.in_progress\ndata: {"type":"response.in_progress",'
-    b'"sequence_number":%d,"response":%b}\n\n'
-)
-_TEXT_PART = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
-_EMPTY_TEXT_PART = _TEXT_PART % b'""'
-_MESSAGE_ITEM = b'{"id":%b,"type":"message","role":"assistant","status":"%b","content":[%b]}'
+_EMPTY_TEXT_PART = TEXT_PART_JSON % b'""'
 
 
 class _Message:
@@ -152,7 +148,7 @@ class ResponsesEncoder:
         "_seq",
         "_texting",
         "created_at",
-        "echo",
+        "echo_json",
         "finish_reason",
         "model",
         "response_id",
@@ -167,7 +163,7 @@ class ResponsesEncoder:
         self.response_id = response_id
         self.created_at = created_at
         self.model = model
-        self.echo = request.echo_json()  # the fields that repeat the request, encoded once
+        self.echo_json = request.echo_json()  # the fields that repeat the request, encoded once
         self.usage: Any = None
         self.finish_reason: str | None = None
         self.response_json: bytes | None = None  # the final response, once finished
@@ -191,15 +187,8 @@ class ResponsesEncoder:
         return None if self.response_json is None else from_json(self.response_json)
 
     def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
-        seq = self._seq
-        self._seq = seq + 1
-        name = kind.encode()
-        return b'event: %b\ndata: {"type":"%b","sequence_number":%d,%b\n\n' % (
-            name,
-            name,
-            seq,
-            encode(fields)[1:],
-        )
+        """An event from its fields (but `type` and `sequence_number`)."""
+        return self._raw_event(kind.encode(), encode(fields)[1:-1])
 
     def _snapshot(self, status: str, output: bytes, **extra: Any) -> bytes:
         """The response object as it stands, encoded, from its output encoded."""
@@ -207,7 +196,7 @@ class ResponsesEncoder:
             self.response_id,
             self.created_at,
             self.model,
-            self.echo,
+            self.echo_json,
             status=status,
             output=output,
             **extra,
@@ -218,10 +207,10 @@ class ResponsesEncoder:
         if self.started:
             return b""
         self.started = True
-        snapshot = self._snapshot("in_progress", b"[]")
-        seq = self._seq
-        self._seq = seq + 2
-        return _START % (seq, snapshot, seq + 1, snapshot)
+        snapshot = b'"response":%b' % self._snapshot("in_progress", b"[]")
+        return self._raw_event(b"response.created", snapshot) + self._raw_event(
+            b"response.in_progress", snapshot
+        )
 
     def opening(self) -> bytes:
         """What opens a stream before the agent's first item: nothing beyond `start()`,
@@ -284,7 +273,7 @@ class ResponsesEncoder:
         message = _Message(index, item_id(self.response_id, "msg", index))
         self._items.append(message)
         self._message = message
-        item = _MESSAGE_ITEM % (encode(message.id), b"in_progress", b"")
+        item = MESSAGE_ITEM_JSON % (encode(message.id), b"in_progress", b"")
         return self._raw_event(
             b"response.output_item.added", b'"output_index":%d,"item":%b' % (index, item)
         )
@@ -329,16 +318,16 @@ class ResponsesEncoder:
                 text = encode("".join(message.text))
                 done = b'%b,"content_index":%d,"text":%b,"logprobs":[]' % (where, index, text)
                 out.append(self._raw_event(b"response.output_text.done", done))
-                part_json = _TEXT_PART % text
+                part_json = TEXT_PART_JSON % text
             else:
                 refusal = encode("".join(message.refusal))
                 done = b'%b,"content_index":%d,"refusal":%b' % (where, index, refusal)
                 out.append(self._raw_event(b"response.refusal.done", done))
-                part_json = b'{"type":"refusal","refusal":%b}' % refusal
+                part_json = REFUSAL_PART_JSON % refusal
             parts.append(part_json)
             done = b'%b,"content_index":%d,"part":%b' % (where, index, part_json)
             out.append(self._raw_event(b"response.content_part.done", done))
-        message.json = _MESSAGE_ITEM % (encode(message.id), status.encode(), b",".join(parts))
+        message.json = MESSAGE_ITEM_JSON % (encode(message.id), status.encode(), b",".join(parts))
         done = b'"output_index":%d,"item":%b' % (message.index, message.json)
         out.append(self._raw_event(b"response.output_item.done", done))
         return b"".join(out)
@@ -449,7 +438,7 @@ class ResponsesEncoder:
             incomplete_details=incomplete,
         )
         kind = b"response.completed" if status == "completed" else b"response.incomplete"
-        return out + self._response_event(kind, self.response_json)
+        return out + self._raw_event(kind, b'"response":%b' % self.response_json)
 
     def error(self, body: Mapping[str, Any]) -> bytes:
         """`response.failed` carrying the error of an OpenAI-shaped error body."""
@@ -460,7 +449,7 @@ class ResponsesEncoder:
             usage=responses_usage(self.usage),
             error=error_object(body),
         )
-        return out + self._response_event(b"response.failed", self.response_json)
+        return out + self._raw_event(b"response.failed", b'"response":%b' % self.response_json)
 
     def _output(self) -> bytes:
         """The response's `output`, encoded: finished messages as they were sent, the
@@ -472,14 +461,3 @@ class ResponsesEncoder:
             for item in self._items
         ]
         return b"[%b]" % b",".join(items)
-
-    def _response_event(self, kind: bytes, response: bytes) -> bytes:
-        """The event that ends the stream, carrying the final response."""
-        seq = self._seq
-        self._seq = seq + 1
-        return b'event: %b\ndata: {"type":"%b","sequence_number":%d,"response":%b}\n\n' % (
-            kind,
-            kind,
-            seq,
-            response,
-        )

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from .request import ResponsesRequest
 
 __all__ = [
+    "MESSAGE_ITEM_JSON",
+    "REFUSAL_PART_JSON",
+    "TEXT_PART_JSON",
     "error_object",
     "new_response_id",
     "output_items",
@@ -53,6 +56,13 @@ def output_text(text: str) -> dict[str, Any]:
 
 def refusal_part(text: str) -> dict[str, Any]:
     return {"type": "refusal", "refusal": text}
+
+
+# `output_text(t)`, `refusal_part(t)` and a message item, encoded, with the JSON-encoded
+# text (or id, status, parts) left open: what the encoder and the JSON answer write from.
+TEXT_PART_JSON = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}'
+REFUSAL_PART_JSON = b'{"type":"refusal","refusal":%b}'
+MESSAGE_ITEM_JSON = b'{"id":%b,"type":"message","role":"assistant","status":"%b","content":[%b]}'
 
 
 def _count(value: Any) -> int:
@@ -233,7 +243,19 @@ def response_from_completion(
 
     The completion's own `model` wins over `model`; its usage, if any, is converted.
     """
-    return {**_answer_fields(completion, response_id, created_at, model), **request.echo()}
+    choice = (completion.get("choices") or [{}])[0]
+    status, incomplete = status_of(choice.get("finish_reason"))
+    item_status = "incomplete" if status == "incomplete" else "completed"
+    return response_object(
+        response_id,
+        created_at,
+        completion.get("model") or model,
+        request.echo(),
+        status=status,
+        output=output_items(choice.get("message") or {}, response_id, item_status),
+        usage=responses_usage(completion.get("usage")),
+        incomplete_details=incomplete,
+    )
 
 
 def response_json_from_completion(
@@ -246,58 +268,30 @@ def response_json_from_completion(
 ) -> bytes:
     """`response_from_completion(...)` encoded, byte for byte, without building the object:
     the fields that repeat the request come encoded from `request.echo_json()`, and a
-    plain text answer (the usual one) is written into a template."""
-    echo = request.echo_json()
+    plain text answer's message item (the usual output) is written from its template."""
     choice = (completion.get("choices") or [{}])[0]
+    status, incomplete = status_of(choice.get("finish_reason"))
     message = choice.get("message") or {}
     text = message.get("content")
-    model = completion.get("model") or model
     if (
         isinstance(text, str)
-        and choice.get("finish_reason") == "stop"
+        and status == "completed"
         and not message.get("refusal")
         and not message.get("tool_calls")
     ):
-        usage = responses_usage(completion.get("usage"))
-        return _TEXT_RESPONSE % (
-            encode(response_id),
-            created_at,
-            int(time.time()),
-            encode(model),
-            encode(item_id(response_id, "msg", 0)),
-            encode(text),
-            b"null" if usage is None else encode(usage),
-            echo[1:],
-        )
-    answer = encode(_answer_fields(completion, response_id, created_at, model))
-    return answer[:-1] + b"," + echo[1:]
-
-
-# What `response_from_completion` makes of a text answer, encoded, with the places where
-# it differs from one answer to the next left open (tests hold the two to the same bytes).
-_TEXT_RESPONSE = (
-    b'{"id":%b,"object":"response","created_at":%d,"status":"completed","completed_at":%d,'
-    b'"error":null,"incomplete_details":null,"model":%b,"output":[{"id":%b,"type":"message",'
-    b'"role":"assistant","status":"completed","content":[{"type":"output_text","text":%b,'
-    b'"annotations":[],"logprobs":[]}]}],"usage":%b,%b'
-)
-
-
-def _answer_fields(
-    completion: Mapping[str, Any], response_id: str, created_at: int, model: str
-) -> dict[str, Any]:
-    """A response object's own fields (all but the echo of the request) for a completion."""
-    choices = completion.get("choices") or [{}]
-    choice = choices[0]
-    status, incomplete = status_of(choice.get("finish_reason"))
-    item_status = "incomplete" if status == "incomplete" else "completed"
-    return response_object(
+        part = TEXT_PART_JSON % encode(text)
+        item = MESSAGE_ITEM_JSON % (encode(item_id(response_id, "msg", 0)), b"completed", part)
+        output = b"[%b]" % item
+    else:
+        item_status = "incomplete" if status == "incomplete" else "completed"
+        output = encode(output_items(message, response_id, item_status))
+    return response_json(
         response_id,
         created_at,
         completion.get("model") or model,
-        {},
+        request.echo_json(),
         status=status,
-        output=output_items(choice.get("message") or {}, response_id, item_status),
+        output=output,
         usage=responses_usage(completion.get("usage")),
         incomplete_details=incomplete,
     )
