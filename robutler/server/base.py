@@ -33,7 +33,12 @@ from .agents import (
 from .auth import ApiKeys
 from .config import load_env, seconds
 from .context import RequestState, get_context
-from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpoint
+from .endpoint import (
+    DEFAULT_MAX_ANSWER_SIZE,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONVERSATION_SIZE,
+    AgentEndpoint,
+)
 from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
 from .lifecycle import Hooks, StreamingWrapper
 from .playground import PAGE_PATH, Playground
@@ -170,6 +175,9 @@ class ServerBase(FastAPI):
     - `api_keys`: keys for `Authorization: Bearer KEY` on every agent route (a list, or a
       mapping of name to key); default from `ROBUTLER_API_KEYS`; none means open.
     - `max_body_size` (bytes, 413 beyond), `max_messages` and `max_depth` (422 beyond).
+    - `max_conversation_size`: bytes of messages (encoded as JSON) an agent may be given
+      for a Responses request, with the earlier turns of its `previous_response_id`
+      (default 16 MiB); beyond, and beyond `max_messages` messages, a 400 naming the limit.
     - `max_answer_size`: characters of content an answer may have when the client did not
       ask for a stream (it is assembled in memory); beyond, the agent is stopped and the
       client gets a 500 with code `answer_too_large`.
@@ -206,6 +214,7 @@ class ServerBase(FastAPI):
         max_messages: int = 10_000,
         max_depth: int = 64,
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
+        max_conversation_size: int = DEFAULT_MAX_CONVERSATION_SIZE,
         cors_origins: Iterable[str] | None = None,
         public_docs: bool | None = None,
         keepalive: float | None = None,
@@ -230,6 +239,7 @@ class ServerBase(FastAPI):
             ("max_messages", max_messages),
             ("max_depth", max_depth),
             ("max_answer_size", max_answer_size),
+            ("max_conversation_size", max_conversation_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
@@ -242,6 +252,7 @@ class ServerBase(FastAPI):
             max_messages=max_messages,
             max_depth=max_depth,
             max_answer_size=max_answer_size,
+            max_conversation_size=max_conversation_size,
             auth=self.api_keys,
             debug=self.debug,
             keepalive=seconds(keepalive, "ROBUTLER_SSE_KEEPALIVE", 15.0, "keepalive"),

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from jiter import from_json as _parse_json
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,7 +21,7 @@ from pydantic import (
     StrictStr,
     ValidationError,
 )
-from pydantic_core import from_json, to_json
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -356,8 +357,17 @@ def load_json_object(body: bytes, wanted: str) -> dict[str, Any]:
             code="invalid_json",
         )
     try:
-        data = from_json(body)
+        # Duplicate keys are refused: a proxy or log that reads the first of them would
+        # see another request than the agent, which would get the last.
+        data = _parse_json(body, catch_duplicate_keys=True)
     except ValueError as exc:
+        if str(exc).startswith("Detected duplicate key"):
+            raise RequestError(
+                400,
+                f"The request body is not valid JSON: {str(exc).replace('Detected d', 'd')} "
+                "(each key may appear once in an object).",
+                code="invalid_json",
+            ) from None
         raise RequestError(
             422, f"The request body is not valid JSON: {exc}", code="invalid_json"
         ) from None
