@@ -7,6 +7,7 @@ request timeout.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -199,3 +200,51 @@ def test_the_access_log_of_serve_masks_response_ids(tmp_path: Any) -> None:
     assert len(access) == 3, lines
     assert not [line for line in lines if secret in line], lines
     assert sum(bool(re.search(r"/v1/responses/resp_\S*\.\.\.", line)) for line in access) == 2
+
+
+# 8. a default request timeout: a hung agent cannot hold a stream open forever -----------
+
+
+def test_request_timeout_defaults_to_ten_minutes_and_none_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ROBUTLER_REQUEST_TIMEOUT", raising=False)
+    assert ServerBase().endpoint.request_timeout == 600
+    assert ServerBase(request_timeout=None).endpoint.request_timeout is None
+    assert ServerBase(request_timeout=0).endpoint.request_timeout is None
+    assert ServerBase(request_timeout=5).endpoint.request_timeout == 5
+    monkeypatch.setenv("ROBUTLER_REQUEST_TIMEOUT", "0")
+    assert ServerBase().endpoint.request_timeout is None
+    assert ServerBase(request_timeout=7).endpoint.request_timeout == 7
+
+
+def test_a_hung_stream_with_keepalives_ends_at_the_default_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream whose agent hangs while keepalives flow ends at the request timeout the
+    server has without being told (from the environment here, to keep the test short)."""
+    import asyncio
+
+    monkeypatch.setenv("ROBUTLER_REQUEST_TIMEOUT", "1.5")
+    app = ServerBase(keepalive=0.2)
+
+    @app.agent("hung")
+    async def hung(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        yield "thinking"
+        await asyncio.Event().wait()  # an upstream that never answers
+
+    with LiveServer(app) as server:
+        started = time.monotonic()
+        with httpx.stream(
+            "POST",
+            f"{server.url}/hung/chat/completions",
+            json={"messages": [{"role": "user", "content": "hi"}], "stream": True},
+            timeout=30,
+        ) as response:
+            body = response.read().decode()
+        took = time.monotonic() - started
+    assert took < 20
+    assert ": keepalive" in body
+    error = next(json.loads(line[6:]) for line in body.splitlines() if '"error"' in line)
+    assert error["error"]["code"] == "timeout", body
+    assert body.rstrip().endswith("data: [DONE]")

@@ -67,6 +67,10 @@ DEFAULT_MAX_ANSWER_SIZE = 32 * 1024 * 1024
 # Bytes of messages an agent may be given, with the earlier turns a Responses request
 # continues (`previous_response_id`): the body limit bounds one turn, this the conversation.
 DEFAULT_MAX_CONVERSATION_SIZE = 16 * 1024 * 1024
+# Seconds an agent may take for its answer, unless the server says otherwise: a hung
+# upstream must not hold a stream open forever (keepalive comments defeat every idle
+# timeout on the way).
+DEFAULT_REQUEST_TIMEOUT = 600.0
 # A stream yields to the event loop every this many items. An agent that never awaits,
 # sent through a server whose `send` never waits (uvicorn's doesn't while the socket
 # buffer has room), would otherwise hold the loop for its whole answer: no other request
