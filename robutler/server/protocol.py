@@ -159,7 +159,8 @@ class RequestError(Exception):
 
 def as_request_error(exc: BaseException, *, debug: bool, request_id: str) -> RequestError:
     """What the client is told about `exc`: itself if a RequestError, an HTTPException in
-    OpenAI's shape, else a 500 `agent_error` (the exception's text only with `debug`)."""
+    OpenAI's shape, a failure of the upstream model API as a 502 (`upstream.py`), else a
+    500 `agent_error` (the exception's text only with `debug`)."""
     if isinstance(exc, RequestError):
         return exc
     if isinstance(exc, HTTPException):
@@ -176,6 +177,11 @@ def as_request_error(exc: BaseException, *, debug: bool, request_id: str) -> Req
             )
         message = detail if isinstance(detail, str) else encode(detail).decode()
         return RequestError(exc.status_code, message, headers=headers)
+    from .upstream import upstream_error  # here, not at the top: it imports this module
+
+    upstream = upstream_error(exc)
+    if upstream is not None:  # the model API the agent called failed (502, 504, 429)
+        return upstream
     detail = f"{type(exc).__name__}: {exc}" if debug else "The agent failed."
     return RequestError(500, f"{detail} (request id {request_id})", code="agent_error")
 
