@@ -71,7 +71,13 @@ _INFO_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
 ]
 # The page's config on a server with keys, before a key is entered.
-_KEYED = {"title": None, "agents": [], "dynamic": False, "keys": True, "info": INFO_PATH}
+_KEYED: dict[str, Any] = {
+    "title": None,
+    "agents": [],
+    "dynamic": False,
+    "keys": True,
+    "info": INFO_PATH,
+}
 
 
 def _script_json(value: Any) -> bytes:
