@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from hashlib import blake2b
+from hashlib import blake2s
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import encode
@@ -56,7 +56,7 @@ def item_id(response_id: str, prefix: str, index: int) -> str:
     response, and must not leak through an item id a client shows or logs): a hash of the
     response id keyed with a secret of the process, the same for every call with that id.
     """
-    digest = blake2b(response_id.encode(), digest_size=16, key=_ITEM_KEY).hexdigest()
+    digest = blake2s(response_id.encode(), digest_size=16, key=_ITEM_KEY).hexdigest()
     return f"{prefix}_{digest}_{index}"
 
 
