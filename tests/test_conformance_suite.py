@@ -108,7 +108,7 @@ def _command(*args: str) -> list[str]:
 
 
 def _module_command(*args: str) -> list[str]:
-    """The suite as an installed `robutler[testing]` runs it (started outside the checkout)."""
+    """The suite as an installed `robutler-sdk[testing]` runs it (started outside the checkout)."""
     return [sys.executable, "-m", "robutler_testing.conformance", *args]
 
 

@@ -42,3 +42,51 @@ def test_respx_is_used_where_the_readme_says() -> None:
     requirement("testing", "respx")
     readme = (ROOT / "README.md").read_text()
     assert "respx_mock" in readme.split("<!-- readme-test-file -->", 1)[1].split("```", 2)[1]
+
+
+def test_the_distribution_name_is_not_the_other_robutler() -> None:
+    # "robutler" on the package index is another SDK (no testing extra, no robutler_testing)
+    assert PROJECT["name"] == "robutler-sdk"
+    for line in PROJECT["optional-dependencies"]["dev"]:
+        req = Requirement(line)
+        assert req.name != "robutler", f"{line!r} would install the other project"
+    assert Requirement(PROJECT["optional-dependencies"]["dev"][0]).name == "robutler-sdk"
+
+
+def test_the_wheel_has_the_name_the_extras_both_packages_and_the_license(
+    tmp_path: Path,
+) -> None:
+    import email
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in ("robutler", "robutler_testing"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = out.glob("*.whl")
+    assert wheel.name.startswith("robutler_sdk-")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        meta = email.message_from_bytes(zf.read(meta_name))
+        (license_name,) = [n for n in names if n.endswith("/LICENSE")]
+        license_text = zf.read(license_name).decode()
+    assert meta["Name"] == "robutler-sdk"
+    assert meta["License-Expression"] == "MIT"
+    assert "MIT License" in license_text
+    assert {"testing", "agents", "dev"} <= set(meta.get_all("Provides-Extra"))
+    assert any(r.startswith("robutler-sdk[") for r in meta.get_all("Requires-Dist"))
+    assert "robutler/__init__.py" in names
+    assert "robutler_testing/__init__.py" in names
+    assert "robutler/server/playground_ui/playground.js" in names
