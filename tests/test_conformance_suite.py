@@ -289,7 +289,7 @@ def test_the_suite_ships_in_the_wheel(tmp_path: Path) -> None:
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("robutler-*.whl")
+    (wheel,) = tmp_path.glob("robutler_sdk-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     suite = {n for n in names if n.startswith("robutler_testing/conformance/")}
     for module in ("__main__", "plugin", "driver", "test_replies", "test_failures"):
