@@ -54,27 +54,12 @@ def test_the_distribution_name_is_not_the_other_robutler() -> None:
 
 
 def test_the_wheel_has_the_name_the_extras_both_packages_and_the_license(
-    tmp_path: Path,
+    built_wheel: Path,
 ) -> None:
     import email
-    import shutil
-    import subprocess
-    import sys
     import zipfile
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"):
-        shutil.copy(ROOT / name, src / name)
-    for package in ("robutler", "robutler_testing"):
-        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path / "dist"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-        check=True,
-        timeout=600,
-    )
-    (wheel,) = out.glob("*.whl")
+    wheel = built_wheel
     assert wheel.name.startswith("robutler_sdk-")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
