@@ -248,7 +248,7 @@ def test_a_client_that_leaves_closes_the_upstream_stream(
 
 
 def test_a_failed_responses_stream_is_an_error_not_an_answer() -> None:
-    """`response.failed` from the upstream raises (the stream ends with an error event)."""
+    """`response.failed` from the upstream is a 502 upstream_error (an error event in a stream)."""
     from openai.types.responses import ResponseFailedEvent
 
     from robutler.server.client_objects import ClientItems, UpstreamFailed
@@ -271,5 +271,6 @@ def test_a_failed_responses_stream_is_an_error_not_an_answer() -> None:
             },
         }
     )
-    with pytest.raises(UpstreamFailed, match="boom"):
+    with pytest.raises(UpstreamFailed, match="boom") as failed:
         ClientItems().items(event)
+    assert (failed.value.status, failed.value.code) == (502, "upstream_error")

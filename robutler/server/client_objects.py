@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .protocol import RequestError
+
 __all__ = [
     "ClientItems",
     "UpstreamFailed",
@@ -28,8 +30,12 @@ __all__ = [
 ]
 
 
-class UpstreamFailed(RuntimeError):
-    """A Responses stream the agent returned reported a failure (`response.failed`, `error`)."""
+class UpstreamFailed(RequestError):
+    """A Responses stream the agent returned reported a failure (`response.failed`, `error`):
+    the upstream's fault, a 502 `upstream_error` (as `upstream.py` maps the others)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(502, f"The upstream model API failed: {message}", code="upstream_error")
 
 
 def _dump(obj: Any) -> Any:
@@ -148,7 +154,7 @@ class ClientItems:
         if kind.startswith("response."):
             return self._event(kind, _dump(obj))
         if kind == "error":
-            raise UpstreamFailed(f"the upstream stream failed: {getattr(obj, 'message', obj)}")
+            raise UpstreamFailed(str(getattr(obj, "message", obj)))
         return None
 
     def _event(self, kind: str, event: dict[str, Any]) -> list[Any]:
@@ -186,7 +192,7 @@ class ClientItems:
             return out
         if kind == "response.failed":
             error = (event.get("response") or {}).get("error") or {}
-            raise UpstreamFailed(f"the upstream response failed: {error.get('message', error)}")
+            raise UpstreamFailed(str(error.get("message", error)))
         return []
 
 
