@@ -267,6 +267,8 @@ BAD_REQUESTS = [
     ({"input": "x", "instructions": ["a"]}, "instructions", "string"),
     ({"input": "x", "temperature": 3}, "temperature", "less than or equal"),
     ({"input": "x", "top_p": -1}, "top_p", "greater than or equal"),
+    ({"input": "x", "presence_penalty": 2.5}, "presence_penalty", "less than or equal"),
+    ({"input": "x", "frequency_penalty": "lots"}, "frequency_penalty", "number"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens", "greater than or equal"),
     ({"input": "x", "metadata": {"k": 1}}, "metadata.k", "string"),
     ({"input": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "16"),
@@ -479,12 +481,33 @@ def test_response_echoes_the_request() -> None:
         store=False,
         parallel_tool_calls=False,
         user="u1",
+        presence_penalty=0.25,
+        frequency_penalty=-1,
+        reasoning={"effort": "low"},
+        prompt_cache_key="k",
     )
     validate_response(body)
-    assert body["instructions"] == "Be kind." and body["tools"] == [tool]
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.25, -1)
+    assert body["reasoning"] == {"effort": "low", "summary": None}
+    assert (body["prompt_cache_key"], body["safety_identifier"]) == ("k", None)
+    complete = {**tool, "description": None, "strict": None}  # every field of a FunctionTool
+    assert body["instructions"] == "Be kind." and body["tools"] == [complete]
     assert (body["tool_choice"], body["temperature"], body["top_p"]) == ("required", 0.5, 0.9)
     assert (body["max_output_tokens"], body["previous_response_id"]) == (50, "resp_prev")
     assert (body["store"], body["parallel_tool_calls"], body["user"]) == (False, False, "u1")
+
+
+def test_a_response_to_a_bare_request_has_the_specs_defaults() -> None:
+    """Sampling values the request left out are the API's defaults, as numbers."""
+    body = build(completion({"role": "assistant", "content": "x"}))
+    validate_response(body)
+    defaults = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "top_logprobs")
+    assert [body[k] for k in defaults] == [1.0, 1.0, 0.0, 0.0, 0]
+    assert (body["service_tier"], body["reasoning"], body["safety_identifier"]) == (
+        "default",
+        None,
+        None,
+    )
 
 
 answers = st.fixed_dictionaries(
@@ -614,6 +637,8 @@ ONE_FIELD = {
     "metadata": {"k": "v"},
     "temperature": 0.5,
     "top_p": 0.5,
+    "presence_penalty": 0.5,
+    "frequency_penalty": -0.5,
     "max_output_tokens": 9,
     "max_tool_calls": 2,
     "top_logprobs": 3,

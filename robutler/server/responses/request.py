@@ -70,6 +70,8 @@ class ResponsesRequest(OpenModel):
     ) = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     max_output_tokens: Annotated[int, Field(ge=1), BeforeValidator(_integral)] | None = None
     max_tool_calls: Annotated[int, Field(ge=0), BeforeValidator(_integral)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20), BeforeValidator(_integral)] | None = None
@@ -85,8 +87,16 @@ class ResponsesRequest(OpenModel):
     background: Literal[False] | None = None  # background responses are refused (400)
 
     def echo(self) -> dict[str, Any]:
-        """The fields of a response object that repeat this request."""
-        echo = {
+        """The fields of a response object that repeat this request.
+
+        What both `openai.types.responses.Response` and the Open Responses
+        `ResponseResource` require: the sampling values as numbers (the request's, else
+        the API's defaults), `service_tier` a string, `reasoning`, `safety_identifier`
+        and `prompt_cache_key` present (null when not sent), function tools complete.
+        The one place a response's echo is made (JSON answers, stored responses, every
+        stream snapshot, WebSocket turns).
+        """
+        return {
             "instructions": self.instructions,
             "metadata": dict(self.metadata or {}),
             "parallel_tool_calls": (
@@ -94,21 +104,26 @@ class ResponsesRequest(OpenModel):
             ),
             "previous_response_id": self.previous_response_id,
             "store": self.store is not False,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
+            "temperature": 1.0 if self.temperature is None else self.temperature,
+            "top_p": 1.0 if self.top_p is None else self.top_p,
+            "presence_penalty": 0.0 if self.presence_penalty is None else self.presence_penalty,
+            "frequency_penalty": (
+                0.0 if self.frequency_penalty is None else self.frequency_penalty
+            ),
             "max_output_tokens": self.max_output_tokens,
             "max_tool_calls": self.max_tool_calls,
             "tool_choice": self.tool_choice if self.tool_choice is not None else "auto",
-            "tools": list(self.tools or []),
+            "tools": [_echo_tool(tool) for tool in self.tools or ()],
             "text": self.text if self.text is not None else {"format": {"type": "text"}},
             "truncation": self.truncation or "disabled",
-            "top_logprobs": self.top_logprobs,
+            "top_logprobs": 0 if self.top_logprobs is None else self.top_logprobs,
             "user": self.user,
             "background": False,
+            "reasoning": _echo_reasoning(self.reasoning),
+            "safety_identifier": self.safety_identifier,
+            "prompt_cache_key": self.prompt_cache_key,
+            "service_tier": "default",  # the only tier there is; an asked-for one is not
         }
-        if self.reasoning is not None:
-            echo["reasoning"] = self.reasoning
-        return echo
 
     def echo_json(self) -> bytes:
         """`echo()` as a JSON object; for a request that sets none of the fields it
@@ -139,6 +154,27 @@ class ResponsesRequest(OpenModel):
         if isinstance(choice, dict) and choice.get("type") == "function" and "name" in choice:
             return {"type": "function", "function": {"name": choice["name"]}}
         return choice
+
+
+def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as a response repeats it: a function tool with every field its type names
+    (`description`, `parameters`, `strict`: null when not sent), others as they came."""
+    if tool.get("type") != "function":
+        return tool
+    echoed = dict(tool)
+    for key in ("description", "parameters", "strict"):
+        echoed.setdefault(key, None)
+    return echoed
+
+
+def _echo_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`reasoning` as a response repeats it: `effort` and `summary` always there."""
+    if reasoning is None:
+        return None
+    echoed = dict(reasoning)
+    echoed.setdefault("effort", None)
+    echoed.setdefault("summary", None)
+    return echoed
 
 
 # The request fields `echo` repeats, or that change what it says (`background` is only
