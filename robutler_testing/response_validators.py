@@ -31,6 +31,7 @@ __all__ = [
     "EventProblem",
     "ResponseStreamReport",
     "validate_response",
+    "validate_response_messages",
     "validate_response_stream",
 ]
 
@@ -369,6 +370,11 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _integer(v: Any) -> bool:
+    """An integer as JSON Schema sees one (`3.0` is one: the spec's `integer`)."""
+    return _is_int(v) or (isinstance(v, float) and v.is_integer())
+
+
 def _object(v: Any) -> bool:
     return isinstance(v, Mapping)
 
@@ -378,7 +384,7 @@ def _nullable(check: Any) -> Any:
 
 
 _OPEN_RESPONSES: dict[str, tuple[str, Any]] = {
-    "completed_at": ("an integer or null", _nullable(_is_int)),
+    "completed_at": ("an integer or null", _nullable(_integer)),
     "incomplete_details": ("an object or null", _nullable(_object)),
     "previous_response_id": ("a string or null", _nullable(lambda v: isinstance(v, str))),
     "instructions": ("a string or null", _nullable(lambda v: isinstance(v, str))),
@@ -391,12 +397,12 @@ _OPEN_RESPONSES: dict[str, tuple[str, Any]] = {
     "top_p": ("a number", _number),
     "presence_penalty": ("a number", _number),
     "frequency_penalty": ("a number", _number),
-    "top_logprobs": ("an integer", _is_int),
+    "top_logprobs": ("an integer", _integer),
     "temperature": ("a number", _number),
     "reasoning": ("an object or null", _nullable(_object)),
     "usage": ("an object or null", _nullable(_object)),
-    "max_output_tokens": ("an integer or null", _nullable(_is_int)),
-    "max_tool_calls": ("an integer or null", _nullable(_is_int)),
+    "max_output_tokens": ("an integer or null", _nullable(_integer)),
+    "max_tool_calls": ("an integer or null", _nullable(_integer)),
     "store": ("a boolean", lambda v: isinstance(v, bool)),
     "background": ("a boolean", lambda v: isinstance(v, bool)),
     "service_tier": ("a string", lambda v: isinstance(v, str)),
@@ -1004,3 +1010,39 @@ def validate_response_stream(
     if problems:
         raise ConformanceError(problems, "Responses stream")
     return stream.report()
+
+
+def validate_response_messages(
+    messages: Iterable[Mapping[str, Any] | str | bytes],
+    *,
+    expect_usage: bool | None = None,
+    open_responses: bool = True,
+) -> ResponseStreamReport:
+    """Check the messages of one WebSocket-mode turn (`response.create` answered) and
+    report what they said: the same events, by the same rules, as a streamed HTTP answer
+    (`validate_response_stream`), one JSON message each; a turn refused with an `error`
+    envelope (`{"type": "error", "status": ..., "error": {...}}`) reports status "error".
+    A `stream_id` the client gave is allowed on every event.
+    """
+    frames: list[str] = []
+    for message in messages:
+        event = json.loads(message) if isinstance(message, (str, bytes)) else dict(message)
+        event.pop("stream_id", None)
+        if event.get("type") == "error" and isinstance(event.get("error"), Mapping):
+            problems: list[Problem] = []
+            error = event["error"]
+            if not _is_int(event.get("status")):
+                problems.append(EventProblem(len(frames), "an error envelope has a status"))
+            for key in ("code", "message"):
+                if not isinstance(error.get(key), str):
+                    problems.append(EventProblem(len(frames), f"error.{key} must be a string"))
+            if problems:
+                raise ConformanceError(problems, "WebSocket error envelope")
+            return ResponseStreamReport(
+                events=[event], text="", tool_calls=[], usage=None, status="error", error=error
+            )
+        kind = event.get("type")
+        frames.append(f"event: {kind}\ndata: {json.dumps(event)}\n\n")
+    return validate_response_stream(
+        "".join(frames), expect_usage=expect_usage, open_responses=open_responses
+    )

@@ -32,10 +32,13 @@ from ..protocol import (
 from ..protocol import json_kind as _kind
 
 __all__ = [
+    "STANDS_FOR",
+    "Pending",
     "ResponsesRequest",
     "chat_messages",
     "items_to_messages",
     "parse_responses_request",
+    "splice",
 ]
 
 
@@ -199,12 +202,18 @@ def _bad(param: str, message: str, code: str = "invalid_value") -> RequestError:
 
 
 def parse_responses_request(
-    body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
+    body: bytes,
+    *,
+    max_messages: int = 10_000,
+    max_depth: int = 64,
+    pending: list[Pending] | None = None,
 ) -> tuple[dict[str, Any], ResponsesRequest, list[dict[str, Any]]]:
     """Parse and validate a Responses request body; return the raw dict, the model and
     `input` as Chat Completions messages (without instructions or earlier turns). Raises
     `RequestError`: 422 naming the field at fault (also beyond `max_messages` input items
     or `max_depth` levels of nesting), 400 for a feature robutler does not offer.
+    With `pending`, items that stand for others (`item_reference`, `compaction`) are
+    left for the caller to resolve (see `items_to_messages`).
     """
     data = load_json_object(body, "'input'")
     if "input" not in data:
@@ -238,7 +247,7 @@ def parse_responses_request(
     input_messages = (
         [{"role": "user", "content": request.input}]
         if isinstance(request.input, str)
-        else items_to_messages(request.input, "input")
+        else items_to_messages(request.input, "input", pending)
     )
     return data, request, input_messages
 
@@ -291,8 +300,16 @@ def _check_tools(tools: list[dict[str, Any]] | None) -> None:
 _ROLES = ("user", "assistant", "system", "developer")
 _DROPPED_KEYS = frozenset({"type", "id", "status", "role", "content"})
 
+# Input items that stand for others: resolved by the wire (the store, the sealer).
+STANDS_FOR = frozenset({"item_reference", "compaction"})
 
-def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[str, Any]]:
+# An item left for the caller: the placeholder message in the list, the item, its path.
+Pending = tuple[dict[str, Any], Mapping[str, Any], str]
+
+
+def items_to_messages(
+    items: Sequence[Any], where: str = "input", pending: list[Pending] | None = None
+) -> list[dict[str, Any]]:
     """Responses input items as Chat Completions messages.
 
     Messages keep their role; `input_text` parts become `text` parts (a lone text part
@@ -301,10 +318,18 @@ def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[s
     `refusal`. `function_call` items become the `tool_calls` of an assistant message (of
     the assistant message right before them, if any), `function_call_output` items `tool`
     messages. Raises `RequestError` (422) naming the item at fault as `where[i]...`.
+
+    With `pending`, each `item_reference` and `compaction` item becomes a placeholder
+    message (an empty dict) and is listed in `pending` with its path, for the caller to
+    replace by the messages it stands for (`splice`); without, they are refused.
     """
     messages: list[dict[str, Any]] = []
     for path, item, kind in _typed(items, where, "an input item"):
-        if kind is None or kind == "message":
+        if pending is not None and kind in STANDS_FOR:
+            slot: dict[str, Any] = {}
+            messages.append(slot)
+            pending.append((slot, item, path))
+        elif kind is None or kind == "message":
             messages.append(_message(item, path))
         elif kind == "function_call":
             call = _function_call(item, path)
@@ -325,6 +350,32 @@ def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[s
                 "send messages, function_call and function_call_output items",
             )
     return messages
+
+
+def splice(
+    messages: list[dict[str, Any]], expansions: Mapping[int, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """`messages` with each placeholder (by `id()`) replaced by the messages it stands
+    for; an assistant's tool calls join the assistant message right before them, as
+    `function_call` items do."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        expansion = expansions.get(id(message))
+        for m in [message] if expansion is None else expansion:
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and m.get("role") == "assistant"
+                and last.get("role") == "assistant"
+                and m.get("tool_calls")
+                and not m.get("content")
+            ):
+                last.setdefault("tool_calls", []).extend(m["tool_calls"])
+                if last.get("content") == "":
+                    last["content"] = None
+            else:
+                out.append(m)
+    return out
 
 
 def _typed(
