@@ -262,6 +262,7 @@ BAD_REQUESTS = [
         "input[0].output",
         "string",
     ),
+    ({"input": [{"type": {}, "call_id": "c", "output": ""}]}, "input[0].type", "string"),
     ({"input": "x", "stream": "yes"}, "stream", "boolean"),
     ({"input": "x", "store": 1}, "store", "boolean"),
     ({"input": "x", "instructions": ["a"]}, "instructions", "string"),
@@ -972,3 +973,31 @@ def test_a_stored_conversation_is_its_input_then_its_output_also_in_the_old_shap
     # records written before the output was kept as output alone hold the whole turn
     old = {"response": {"output": output}, "messages": [{"role": "user", "content": "x"}]}
     assert conversation(old) == [{"role": "user", "content": "x"}]
+
+
+def test_items_that_stand_for_others_are_left_for_the_wire() -> None:
+    from robutler.server.responses.request import items_to_messages, splice
+
+    pending: list[Any] = []
+    items = [
+        {"role": "user", "content": "a"},
+        {"type": "item_reference", "id": "msg_1"},
+        {"type": "compaction", "encrypted_content": "x"},
+    ]
+    messages = items_to_messages(items, "input", pending)
+    assert [path for _, _, path in pending] == ["input[1]", "input[2]"]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    expansions = {
+        id(pending[0][0]): [{"role": "assistant", "content": "b"}],
+        id(pending[1][0]): [{"role": "assistant", "content": None, "tool_calls": [call]}],
+    }
+    assert splice(messages, expansions) == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b", "tool_calls": [call]},
+    ]
+    with pytest.raises(RequestError) as info:  # refused where nothing resolves them
+        items_to_messages(items, "input")
+    assert info.value.param == "input[1].type"
+    with pytest.raises(RequestError) as info:  # a type that is no string, with pending too
+        items_to_messages([{"type": {}, "call_id": "c", "output": ""}], "input", [])
+    assert info.value.param == "input[0].type"

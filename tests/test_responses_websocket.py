@@ -293,3 +293,43 @@ def test_request_timeout_holds_per_turn() -> None:
         assert "request_timeout" in events[-1]["response"]["error"]["message"]
         events = raw_turn(ws, {"type": "response.create", "model": "echo", "input": "next"})
         assert validate_response_messages(events).text == "turn 1: next"
+
+
+async def test_an_agents_sdk_agent_over_the_websocket_transport() -> None:
+    """The Agents SDK's `websocket` Responses transport with a robutler agent as its
+    model: a tool round trip, run and streamed."""
+    from agents import Agent, Runner, function_tool
+    from agents.models.openai_responses import OpenAIResponsesWSModel
+
+    app, _ = make_app()
+
+    @app.agent("forecaster")
+    async def forecaster(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        last = messages[-1]
+        if last["role"] == "tool":
+            return f"The forecast: {last['content']}."
+        arguments = json.dumps({"city": "Paris"})
+        call = {"id": "call_w1", "type": "function"}
+        call["function"] = {"name": "get_weather", "arguments": arguments}
+        return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    recorder = FinalizeRecorder(app)
+    with LiveServer(app) as live:
+        client = openai.AsyncOpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+        model = OpenAIResponsesWSModel("forecaster", client)
+        agent = Agent(name="a", model=model, tools=[get_weather])
+        result = await Runner.run(agent, "weather?")
+        assert result.final_output == "The forecast: sunny in Paris."
+        streamed = Runner.run_streamed(agent, "weather again?")
+        async for _ in streamed.stream_events():
+            pass
+        assert streamed.final_output == "The forecast: sunny in Paris."
+        await model.close()
+        await client.close()
+        await asyncio.to_thread(recorder.wait_for, 4)
+    recorder.assert_exactly_once()

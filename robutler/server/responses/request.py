@@ -325,7 +325,7 @@ def items_to_messages(
     """
     messages: list[dict[str, Any]] = []
     for path, item, kind in _typed(items, where, "an input item"):
-        if pending is not None and kind in STANDS_FOR:
+        if pending is not None and isinstance(kind, str) and kind in STANDS_FOR:
             slot: dict[str, Any] = {}
             messages.append(slot)
             pending.append((slot, item, path))
