@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import encode
@@ -46,6 +47,9 @@ def new_response_id() -> str:
     return "resp_" + os.urandom(16).hex()  # as random as uuid4, without the UUID object
 
 
+_ITEM_KEY = os.urandom(32)  # for ids not made here: a keyed hash, made once per process
+
+
 class _ItemIds:
     """AES-256 of a response id's 16 random bytes, under a key from the server's secret:
     a keyed permutation, so an item id says nothing of its response's id (which reads
@@ -75,16 +79,18 @@ def _item_ids() -> _ItemIds:
 def item_id(response_id: str, prefix: str, index: int | str) -> str:
     """The id of item `index` of a response: `msg_...` or `fc_...`, unique with it.
 
-    Its middle part is the response id's random part enciphered (`_ItemIds`);
-    `response_of` reads it back. (An id not made by `new_response_id` is used as it is.)
+    Its middle part is the response id's random part enciphered (`_ItemIds`), never
+    the response id itself (which reads and continues the stored response, and must not
+    leak through an item id a client shows or logs); `response_of` reads it back. (An id
+    not made by `new_response_id` gets a keyed hash instead, which nothing reads back.)
     """
     digits = response_id[5:]
-    if len(digits) != 32 or not response_id.startswith("resp_"):
-        return f"{prefix}_{digits}_{index}"
     try:
+        if len(digits) != 32 or not response_id.startswith("resp_"):
+            raise ValueError(response_id)
         hidden = _item_ids().hide(bytes.fromhex(digits)).hex()
     except ValueError:
-        return f"{prefix}_{digits}_{index}"
+        hidden = blake2b(response_id.encode(), digest_size=16, key=_ITEM_KEY).hexdigest()
     return f"{prefix}_{hidden}_{index}"
 
 

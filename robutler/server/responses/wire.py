@@ -24,6 +24,7 @@ from .request import (
     Pending,
     ResponsesRequest,
     chat_messages,
+    check_calls_answered,
     items_to_messages,
     parse_responses_request,
     splice,
@@ -180,10 +181,36 @@ class ResponsesWire:
         if pending:
             input_messages = await self.resolve(input_messages, pending, owner)
         previous = await self.previous(request.previous_response_id, owner)
+        if previous or isinstance(request.input, list):
+            # the calls of the earlier turns and of the input (referenced items included)
+            check_calls_answered(request, [*previous, *input_messages])
+        if previous:
+            limit = endpoint.max_messages
+            if len(previous) + len(input_messages) > limit:
+                raise RequestError(
+                    400,
+                    f"The conversation is too long: {len(previous)} messages of earlier turns "
+                    f"(previous_response_id) and {len(input_messages)} of input make more "
+                    f"than the limit of {limit} messages (max_messages). Start a new "
+                    "conversation, or send the part that matters as input.",
+                    param="previous_response_id",
+                    code="too_many_messages",
+                )
         target = self.store if request.store is not False else self.unstored
         call = ResponsesCall(request, owner, self.store if target is None else target)
-        if target is not None:  # encoded now: the agent gets these messages and may change them
+        if target is not None or previous:  # encoded now: the agent may change its messages
             call.conversation = encode([*previous, *input_messages])
+            limit = endpoint.max_conversation_size
+            if len(call.conversation) > limit:
+                raise RequestError(
+                    400,
+                    f"The conversation is too large: {len(call.conversation)} bytes of messages"
+                    f"{' with the earlier turns (previous_response_id)' if previous else ''}, "
+                    f"more than the limit of {limit} bytes (max_conversation_size). Start a "
+                    "new conversation, or send the part that matters as input.",
+                    param="previous_response_id" if previous else "input",
+                    code="conversation_too_large",
+                )
         return Parsed(
             chat_messages(request, input_messages, previous, copy=False),
             stream=request.stream is True,
