@@ -236,3 +236,24 @@ def test_the_readme_v1_example_runs_against_the_readme_agents(
     assert out[1] == "You said: Hello"
     assert out[2] == "You said: Stream itcompleted"
     assert out[3] == "You said: More?"
+
+
+def test_the_readme_websocket_compaction_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    from pathlib import Path
+
+    from robutler.server.store import MemoryStore
+    from robutler_testing.live import LiveServer
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    agents_src = re.search(r"```python\n(# my_agents.py\n.*?)```", readme, re.S)
+    example = re.search(r"<!-- readme-responses-more -->\n```python\n(.*?)```", readme, re.S)
+    assert agents_src and example, "README lost its agents or its WebSocket example"
+    namespace: dict[str, Any] = {}
+    exec(compile(agents_src.group(1), "my_agents.py", "exec"), namespace)
+    namespace["app"].response_store = MemoryStore()
+    with LiveServer(namespace["app"]) as server:
+        code = example.group(1).replace("http://127.0.0.1:8000", server.url)
+        exec(compile(code, "readme_responses_more.py", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["You said: Hello", "You said: Again", "['message']", "You said: Hi"]

@@ -141,7 +141,7 @@ def compaction(call: UpstreamCall, next_id: Callable[[], int]) -> dict[str, Any]
         "output": [{"id": f"cmp_mock_{number}", "type": "compaction", "encrypted_content": sealed}],
         "usage": {
             "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": 0,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 0,

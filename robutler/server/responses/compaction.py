@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic_core import from_json
 
 from ..protocol import RequestError, encode
+from .objects import responses_usage
 from .request import parse_responses_request
 from .secret import derive
 
@@ -108,13 +109,7 @@ def compaction_response(encrypted_content: str, compaction_id: str) -> dict[str,
                 "created_by": "robutler",
             }
         ],
-        "usage": {
-            "input_tokens": 0,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": 0,
-        },
+        "usage": responses_usage({"input_tokens": 0, "output_tokens": 0}),
     }
 
 
