@@ -333,3 +333,21 @@ async def test_an_agents_sdk_agent_over_the_websocket_transport() -> None:
         await client.close()
         await asyncio.to_thread(recorder.wait_for, 4)
     recorder.assert_exactly_once()
+
+
+def test_turns_queue_behind_the_running_one_up_to_a_limit(served: Any) -> None:
+    base, app, seen = served
+    set_limits(app, max_queued=1)
+    create = {"type": "response.create", "model": "echo", "input": "queued"}
+    with connect(ws_url(base)) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "slow", "input": "go"}))
+        assert seen["started"].wait(10)
+        for _ in range(3):
+            ws.send(json.dumps(create))
+        codes = []
+        while len(codes) < 2:
+            event = json.loads(ws.recv(timeout=10))
+            if event["type"] == "error":
+                codes.append(event["error"]["code"])
+        assert codes == ["too_many_queued", "too_many_queued"]
+    assert seen["cancelled"].wait(10)

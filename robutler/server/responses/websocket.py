@@ -26,7 +26,7 @@ fails evicts the response it continued from. Failures are `error` messages
 
 Limits: `max_message_size` bytes per client message, `idle_timeout` seconds without a
 message between turns, `max_duration` seconds per connection (then
-`websocket_connection_limit_reached`).
+`websocket_connection_limit_reached`), `max_queued` turns waiting behind the running one.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class SocketLimits:
     max_message_size: int = 16 * 1024 * 1024
     idle_timeout: float = 600.0
     max_duration: float = 3600.0
-    cached: int = 64
+    cached: int = 64  # responses kept in the connection's memory for continuations
+    max_queued: int = 16  # response.create messages waiting behind the running turn
 
 
 class ConnectionStore(ResponseStore):
@@ -218,8 +219,11 @@ class _Connection:
     async def send_text(self, data: bytes) -> None:
         if self.gone.is_set():
             return
-        async with self.lock:
-            await self._send({"type": "websocket.send", "text": data.decode()})
+        try:
+            async with self.lock:
+                await self._send({"type": "websocket.send", "text": data.decode()})
+        except Exception:  # the peer is gone: the reader sees the close and says so
+            self.gone.set()
 
     async def send_json(self, event: Mapping[str, Any]) -> None:
         await self.send_text(encode(event))
@@ -227,7 +231,8 @@ class _Connection:
     async def read(self) -> None:
         """Read the socket until it closes: `response.create` messages go to the inbox,
         `response.steer` is answered at once (it may come while a turn runs)."""
-        limit = self.socket.limits.max_message_size
+        limits = self.socket.limits
+        limit = limits.max_message_size
         try:
             while True:
                 message = await self.receive()
@@ -261,6 +266,17 @@ class _Connection:
                 kind = event.get("type") if isinstance(event, dict) else None
                 if kind == "response.steer":
                     await self.steer(event)
+                elif kind == "response.create" and self.inbox.qsize() >= limits.max_queued:
+                    await self.send_json(
+                        _error(
+                            RequestError(
+                                429,
+                                f"More than {limits.max_queued} response.create messages are "
+                                "waiting on this connection; turns run one at a time.",
+                                code="too_many_queued",
+                            )
+                        )
+                    )
                 elif kind == "response.create":
                     self.inbox.put_nowait(event)
                 else:
