@@ -41,10 +41,12 @@ from .endpoint import (
     DEFAULT_REQUEST_TIMEOUT,
     AgentEndpoint,
 )
-from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
+from .frontdoor import FrontDoor, check_prefix, model_object
 from .lifecycle import Hooks, StreamingWrapper
 from .playground import Playground
 from .protocol import RequestError, encode, error_response
+from .responses.routes import serve_stored
+from .responses.websocket import ResponsesSocket
 from .responses.wire import ResponsesWire
 from .routes import RouteTable
 from .store import MemoryStore, ResponseStore, SQLiteStore
@@ -314,6 +316,7 @@ class ServerBase(FastAPI):
             self.reserved_names.add(openai_prefix.strip("/").split("/")[0])
             for path, app, route_name in self.front_door.routes():
                 self.route_table.add(path, app, route_name)
+            self.route_table.add_socket(f"{openai_prefix}/responses", self._socket(None, None))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -333,6 +336,14 @@ class ServerBase(FastAPI):
         if not isinstance(store, ResponseStore):
             raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
         self.responses_wire.store = store
+
+    def _socket(self, name: str | None, specs: list[AgentSpec] | None) -> ResponsesSocket:
+        """The Responses API's WebSocket mode for agent `name` (None: picked by `model`)."""
+
+        async def serve_turn(scope: Scope, receive: Receive, send: Send, wire: Any) -> None:
+            await self.endpoint(scope, receive, send, name, specs, wire)
+
+        return ResponsesSocket(serve_turn, self.responses_wire, self.api_keys)
 
     def _specs_for_model(self, model: str) -> list[AgentSpec]:
         if self.front_door is None:  # pragma: no cover - only the front door routes by model
@@ -369,12 +380,13 @@ class ServerBase(FastAPI):
         for path, kind in (
             (f"/{name}/chat/completions", CHAT),
             (f"/{name}/responses", RESPONSES),
-            (f"/{name}/responses/{{response_id}}", STORED),
+            (f"/{name}/responses/{{response_id:path}}", STORED),
             (f"/{name}/models", MODELS),
             (f"/{name}/models/{{model_id:path}}", MODEL),
             (f"/{name}", INFO),
         ):
             self.route_table.add(path, _AgentRoute(self, kind, name, specs), f"agent:{name}:{kind}")
+        self.route_table.add_socket(f"/{name}/responses", self._socket(name, specs))
         return spec
 
     def add_dynamic_agent(
@@ -488,8 +500,10 @@ class ServerBase(FastAPI):
         if kind == RESPONSES and method == "POST":
             await self.endpoint(scope, receive, send, name, specs, self.responses_wire)
             return
-        if method not in _ALLOWED[kind] and not (
-            method == "HEAD" and kind not in (CHAT, RESPONSES) and "GET" in _ALLOWED[kind]
+        if (
+            kind != STORED  # its sub-routes say their own methods
+            and method not in _ALLOWED[kind]
+            and not (method == "HEAD" and kind not in (CHAT, RESPONSES) and "GET" in _ALLOWED[kind])
         ):
             allowed = ", ".join(_ALLOWED[kind])
             response = error_response(
@@ -513,7 +527,10 @@ class ServerBase(FastAPI):
             await exc.response()(scope, receive, send)
             return
         if kind == STORED:
-            await stored_response(self, scope, receive, send, owner)
+            try:
+                await serve_stored(self, scope, receive, send, owner)
+            except RequestError as exc:
+                await exc.response()(scope, receive, send)
             return
         if kind == CHAT:
             body: dict[str, Any] = {
@@ -569,8 +586,8 @@ def _agent_route_kind(parts: list[str], scope: Scope) -> str | None:
         return CHAT
     if rest == ["responses"]:
         return RESPONSES
-    if len(rest) == 2 and rest[0] == "responses" and rest[1]:
-        scope["path_params"] = {"response_id": rest[1]}
+    if len(rest) >= 2 and rest[0] == "responses" and rest[1]:
+        scope["path_params"] = {"response_id": "/".join(rest[1:])}
         return STORED
     if len(rest) >= 2 and rest[0] == "models" and all(rest[1:]):
         return MODEL
