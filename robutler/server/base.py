@@ -149,8 +149,10 @@ class AgentDecorator:
         )
 
     def before_request(self, fn: F) -> F:
-        """Run `fn(request)` before each agent request (chat or responses); raise HTTPException
-        to reject it."""
+        """Run `fn(request)` before each agent request (chat or responses) and before a stored
+        response is read or deleted; raise HTTPException to reject it. A hook that
+        authenticates users sets `current_context().owner = user`: stored responses are
+        then kept apart per user, as they are per API key."""
         self._server.hooks.add_before(fn)
         return fn
 
@@ -528,7 +530,7 @@ class ServerBase(FastAPI):
             return
         if kind == STORED:
             try:
-                await serve_stored(self, scope, receive, send, owner)
+                await serve_stored(self, scope, receive, send, owner, name)
             except RequestError as exc:
                 await exc.response()(scope, receive, send)
             return

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["RequestState", "current_context", "get_context"]
+__all__ = ["RequestState", "current_context", "get_context", "store_owner"]
 
 _current: ContextVar[RequestState | None] = ContextVar("robutler_request_state", default=None)
 _record_ids = itertools.count(1)
@@ -28,6 +28,9 @@ class RequestState:
 
     `data` holds values set with `set()`; `usage` holds the credits charged through
     `track_usage()`; `token_usage` is the token usage the agent reported, if any.
+    `owner` names who owns what the request stores and may read (stored responses): a
+    `before_request` hook that authenticates users sets it (`current_context().owner =
+    user`) so that users are kept apart as API keys are; left None, the API key's owner.
     """
 
     __slots__ = (
@@ -39,6 +42,7 @@ class RequestState:
         "error",
         "messages",
         "n",
+        "owner",
         "request",
         "request_id",
         "response",
@@ -69,6 +73,7 @@ class RequestState:
         self.response: Any = None
         self.error: BaseException | None = None
         self.api_key_name: str | None = None
+        self.owner: str | None = None  # set by a hook that authenticates; see store_owner
         self.spawned: list[Any] | None = None  # tasks started while serving it (watch.py)
         self.charges: list[dict[str, Any]] = []  # @pricing configs to settle at the end
 
@@ -110,6 +115,18 @@ class RequestState:
 
     def __repr__(self) -> str:
         return f"<RequestState {self.request_id} agent={self.agent_name!r} stream={self.stream}>"
+
+
+def store_owner(state: RequestState) -> str | None:
+    """Who owns what `state`'s request stores and may read: the `owner` a before hook set,
+    else the API key's owner (None on a server without keys: one owner for all)."""
+    if state.owner is not None:
+        if not isinstance(state.owner, str):
+            raise TypeError(
+                f"current_context().owner must be a str (the user), got {type(state.owner).__name__}"
+            )
+        return state.owner
+    return state.api_key_name
 
 
 def get_context() -> RequestState | None:

@@ -346,6 +346,9 @@ class Exchange:
                     await endpoint.hooks.run_before(state)
                 spec, state.agent_data = await find_agent(state.agent_name or "", specs)
                 parsed = await self.parse()
+            if parsed.prepare is not None:  # after the hooks: they may name the owner
+                await parsed.prepare()
+                state.messages = parsed.messages
             if parsed.n > 1 and not spec.choices:
                 raise RequestError(
                     400,

@@ -50,6 +50,9 @@ class Parsed:
     data: Mapping[str, Any] | None = None  # the body as JSON, every field kept
     request: Any = None  # the validated request model (or the wire's own state)
     on_answer: Callable[[], Awaitable[None]] | None = None  # awaited before the last bytes
+    # Awaited after the before hooks, before the agent: what depends on who asks (the
+    # owner a hook may name), such as a Responses request's stored earlier turns.
+    prepare: Callable[[], Awaitable[None]] | None = None
 
 
 class StreamEncoder(Protocol):

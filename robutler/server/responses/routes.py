@@ -11,7 +11,10 @@ Under an agent (`/NAME/responses/...`) and the front door (`/v1/responses/...`) 
   (`compaction.py`);
 - `POST /responses/input_tokens`: 400, counting input tokens is not offered.
 
-Each answers for the API key's owner only; any other method is a 405 naming the allowed.
+Each runs the server's before hooks first, as an agent request does (a hook may reject
+it, and one that authenticates users names the owner, `current_context().owner`), and
+answers for that owner only (else the API key's); any other method is a 405 naming the
+allowed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..context import RequestState, _current, store_owner
 from ..protocol import RequestError, encode, not_allowed
 from .compaction import compact
 from .items import input_items, item_list, list_params
@@ -52,6 +56,33 @@ _METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
+async def _before(
+    server: ServerBase,
+    scope: Scope,
+    receive: Receive,
+    api_key_name: str | None,
+    agent_name: str | None,
+) -> RequestState:
+    """The request's state after the server's before hooks ran with it current (what a
+    hook raises becomes the error the client gets): hooks that authenticate protect
+    stored responses as they protect agent requests, and may name the owner."""
+    from ..endpoint import AgentRequest, incoming_request_id  # it imports the wire formats
+
+    request = AgentRequest(scope, receive)
+    request.max_body_size = server.endpoint.max_body_size
+    state = RequestState(request, agent_name, incoming_request_id(scope))
+    state.api_key_name = api_key_name
+    if server.hooks.before:
+        token = _current.set(state)
+        try:
+            await server.hooks.run_before(state)
+        except Exception as exc:
+            raise server.endpoint.failure(exc, state) from exc
+        finally:
+            _current.reset(token)
+    return state
+
+
 def route_of(rest: str) -> tuple[str, str] | None:
     """`(response id, sub-route)` of what follows `/responses/`, or None for no route."""
     if rest in ("compact", "input_tokens"):
@@ -67,10 +98,16 @@ async def _json(body: Mapping[str, Any], scope: Scope, receive: Receive, send: S
 
 
 async def serve_stored(
-    server: ServerBase, scope: Scope, receive: Receive, send: Send, owner: str | None
+    server: ServerBase,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    api_key_name: str | None,
+    agent_name: str | None = None,
 ) -> None:
     """Answer one of the routes above (the path parameter `response_id` holds what
-    follows `/responses/`); raises `RequestError` for the caller to send."""
+    follows `/responses/`) for the request's owner, after the before hooks; raises
+    `RequestError` for the caller to send."""
     found = route_of(scope["path_params"]["response_id"])
     if found is None:
         raise RequestError(
@@ -85,17 +122,16 @@ async def serve_stored(
     if refusal is not None:
         await refusal(scope, receive, send)
         return
+    state = await _before(server, scope, receive, api_key_name, agent_name)
+    owner = store_owner(state)
     wire = server.responses_wire
     store = wire.store
     if sub == "compact":
-        from ..endpoint import AgentRequest
-
-        request = AgentRequest(scope, receive)
-        request.max_body_size = server.endpoint.max_body_size
+        assert state.request is not None
         endpoint = server.endpoint
         body = await compact(
             wire,
-            await request.body(),
+            await state.request.body(),
             owner,
             max_messages=endpoint.max_messages,
             max_depth=endpoint.max_depth,

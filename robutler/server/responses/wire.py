@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..context import store_owner
 from ..protocol import RequestError, encode
 from ..wire import Parsed
 from .encoder import ResponsesEncoder
@@ -177,7 +178,37 @@ class ResponsesWire:
         data, request, input_messages = parse_responses_request(
             body, max_messages=endpoint.max_messages, max_depth=endpoint.max_depth, pending=pending
         )
-        owner = exchange.state.api_key_name
+        target = self.store if request.store is not False else self.unstored
+        call = ResponsesCall(request, None, self.store if target is None else target)
+        parsed = Parsed(
+            chat_messages(request, input_messages, (), copy=False),
+            stream=request.stream is True,
+            model=request.model,
+            data=data,
+            request=call,
+            on_answer=None if target is None else call.save,
+        )
+
+        async def prepare() -> None:
+            # After the before hooks: a hook that authenticates users names the owner.
+            parsed.messages = await self.load(exchange, call, input_messages, pending)
+
+        parsed.prepare = prepare
+        return parsed
+
+    async def load(
+        self,
+        exchange: Exchange,
+        call: ResponsesCall,
+        input_messages: list[dict[str, Any]],
+        pending: list[Pending],
+    ) -> list[dict[str, Any]]:
+        """The conversation the agent gets, for the request's owner (`store_owner`): item
+        references resolved, the earlier turns of `previous_response_id` loaded, the
+        limits of the whole conversation checked, and what will be stored encoded."""
+        endpoint = exchange.endpoint
+        request = call.request
+        owner = call.owner = store_owner(exchange.state)
         if pending:
             input_messages = await self.resolve(input_messages, pending, owner)
         previous = await self.previous(request.previous_response_id, owner)
@@ -196,9 +227,8 @@ class ResponsesWire:
                     param="previous_response_id",
                     code="too_many_messages",
                 )
-        target = self.store if request.store is not False else self.unstored
-        call = ResponsesCall(request, owner, self.store if target is None else target)
-        if target is not None or previous:  # encoded now: the agent may change its messages
+        stored = request.store is not False or self.unstored is not None
+        if stored or previous:  # encoded now: the agent may change its messages
             call.conversation = encode([*previous, *input_messages])
             limit = endpoint.max_conversation_size
             if len(call.conversation) > limit:
@@ -211,14 +241,7 @@ class ResponsesWire:
                     param="previous_response_id" if previous else "input",
                     code="conversation_too_large",
                 )
-        return Parsed(
-            chat_messages(request, input_messages, previous, copy=False),
-            stream=request.stream is True,
-            model=request.model,
-            data=data,
-            request=call,
-            on_answer=None if target is None else call.save,
-        )
+        return chat_messages(request, input_messages, previous, copy=False)
 
     def json_body(self, completion: dict[str, Any], parsed: Parsed, exchange: Exchange) -> bytes:
         call: ResponsesCall = parsed.request
