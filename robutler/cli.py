@@ -171,7 +171,7 @@ def limit_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-_STORED_ID = re.compile(r"(/responses/)[^/?#\s]+")
+_STORED_ID = re.compile(r"(/responses/)(?!(?:compact|input_tokens)(?:[/?#\s]|$))[^/?#\s]+")
 
 
 class MaskResponseIds(logging.Filter):

@@ -348,7 +348,6 @@ class Exchange:
                 parsed = await self.parse()
             if parsed.prepare is not None:  # after the hooks: they may name the owner
                 await parsed.prepare()
-                state.messages = parsed.messages
             if parsed.n > 1 and not spec.choices:
                 raise RequestError(
                     400,

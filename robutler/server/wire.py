@@ -51,7 +51,8 @@ class Parsed:
     request: Any = None  # the validated request model (or the wire's own state)
     on_answer: Callable[[], Awaitable[None]] | None = None  # awaited before the last bytes
     # Awaited after the before hooks, before the agent: what depends on who asks (the
-    # owner a hook may name), such as a Responses request's stored earlier turns.
+    # owner a hook may name), such as a Responses request's stored earlier turns; it
+    # sets `messages` (and the context's) to the conversation the agent gets.
     prepare: Callable[[], Awaitable[None]] | None = None
 
 

@@ -192,6 +192,7 @@ class ResponsesWire:
         async def prepare() -> None:
             # After the before hooks: a hook that authenticates users names the owner.
             parsed.messages = await self.load(exchange, call, input_messages, pending)
+            exchange.state.messages = parsed.messages
 
         parsed.prepare = prepare
         return parsed
