@@ -117,9 +117,11 @@ def test_several_turns_on_one_socket_continue_without_a_store(served: Any) -> No
     # store: false turns were kept on the connection only
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(previous)
-    recorder.wait_for(3)
+    recorder.wait_for(4)  # the three turns, and the retrieve (its hooks run too)
     recorder.assert_exactly_once()
-    assert [r.outcome for r in recorder.records.values()] == ["completed"] * 3
+    turns = [r for r in recorder.records.values() if r.agent == "echo"]
+    assert [r.outcome for r in turns] == ["completed"] * 3
+    assert [r.status_code for r in recorder.records.values() if r.agent is None] == [404]
 
 
 def test_a_stored_turn_continues_on_a_new_connection_an_unstored_one_does_not(

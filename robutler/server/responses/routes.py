@@ -56,31 +56,25 @@ _METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
-async def _before(
-    server: ServerBase,
-    scope: Scope,
-    receive: Receive,
-    api_key_name: str | None,
-    agent_name: str | None,
-) -> RequestState:
-    """The request's state after the server's before hooks ran with it current (what a
-    hook raises becomes the error the client gets): hooks that authenticate protect
-    stored responses as they protect agent requests, and may name the owner."""
-    from ..endpoint import AgentRequest, incoming_request_id  # it imports the wire formats
+class _Sent:
+    """`send`, noting what went out, for the finalize hooks' `response`."""
 
-    request = AgentRequest(scope, receive)
-    request.max_body_size = server.endpoint.max_body_size
-    state = RequestState(request, agent_name, incoming_request_id(scope))
-    state.api_key_name = api_key_name
-    if server.hooks.before:
-        token = _current.set(state)
-        try:
-            await server.hooks.run_before(state)
-        except Exception as exc:
-            raise server.endpoint.failure(exc, state) from exc
-        finally:
-            _current.reset(token)
-    return state
+    __slots__ = ("body", "send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 499  # nothing was sent (nginx's "client closed request")
+        self.body = b""
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+        await self.send(message)
+
+    def response(self) -> Response:
+        return Response(self.body, status_code=self.status, media_type="application/json")
 
 
 def route_of(rest: str) -> tuple[str, str] | None:
@@ -106,8 +100,39 @@ async def serve_stored(
     agent_name: str | None = None,
 ) -> None:
     """Answer one of the routes above (the path parameter `response_id` holds what
-    follows `/responses/`) for the request's owner, after the before hooks; raises
-    `RequestError` for the caller to send."""
+    follows `/responses/`) for the request's owner, through the lifecycle of an agent
+    request: its state current, the before hooks (they may reject it, and name the
+    owner), the answer (an error in OpenAI's shape), then the finalize hooks, once."""
+    from ..endpoint import AgentRequest, incoming_request_id  # it imports the wire formats
+
+    request = AgentRequest(scope, receive)
+    request.max_body_size = server.endpoint.max_body_size
+    state = RequestState(request, agent_name, incoming_request_id(scope))
+    state.api_key_name = api_key_name
+    hooks = server.hooks
+    sent = _Sent(send) if hooks.finalize else send
+    token = _current.set(state)
+    try:
+        try:
+            if hooks.before:
+                await hooks.run_before(state)
+            await _serve(server, scope, receive, sent, state)
+        except Exception as exc:
+            state.error = exc
+            error = server.endpoint.failure(exc, state)
+            await error.response(state.request_id)(scope, receive, sent)
+    finally:
+        try:
+            if isinstance(sent, _Sent):
+                state.response = sent.response()
+                await hooks.run_finalize(state, state.response)
+        finally:
+            _current.reset(token)
+
+
+async def _serve(
+    server: ServerBase, scope: Scope, receive: Receive, send: Send, state: RequestState
+) -> None:
     found = route_of(scope["path_params"]["response_id"])
     if found is None:
         raise RequestError(
@@ -122,7 +147,6 @@ async def serve_stored(
     if refusal is not None:
         await refusal(scope, receive, send)
         return
-    state = await _before(server, scope, receive, api_key_name, agent_name)
     owner = store_owner(state)
     wire = server.responses_wire
     store = wire.store
