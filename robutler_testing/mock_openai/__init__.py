@@ -43,6 +43,9 @@ offline, and with ``record=True`` (``pytest --record``, ``ROBUTLER_RECORD=1``) r
 from the real API, forwarding each call and keeping the request and the reply, secrets
 scrubbed. A call that matches no recording fails naming the field that changed.
 
+From the shell, ``python -m robutler_testing.mock_openai --port 9000`` serves it until
+Ctrl-C: the ``--reply`` texts in order, then an echo of each call's last user message.
+
 The package's rooms: `scripting` (replies, calls, matching), `responses` and `chat` (the
 two wire formats), `http` (ASGI plumbing), `patching` (environment and SDK defaults),
 `guard` (the network guard), `compat` (the private names of other libraries it needs),
@@ -57,7 +60,7 @@ from .cassette import CassetteError
 from .guard import BlockedRequestError
 from .mock import MockOpenAI, close_async_client, mock_openai
 from .patching import MOCK_API_KEY
-from .scripting import ErrorReply, Match, OutputReply, ToolCall, UpstreamCall
+from .scripting import ErrorReply, Match, OutputReply, ToolCall, UpstreamCall, echo
 
 __all__ = [
     "MOCK_API_KEY",
@@ -70,5 +73,6 @@ __all__ = [
     "ToolCall",
     "UpstreamCall",
     "close_async_client",
+    "echo",
     "mock_openai",
 ]

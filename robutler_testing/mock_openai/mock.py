@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import chat, responses
@@ -45,7 +45,9 @@ _WIRES = {
 class MockOpenAI:
     """A scripted OpenAI API on 127.0.0.1; use via :func:`mock_openai`.
 
-    Attributes: ``base_url`` (``http://127.0.0.1:PORT/v1``), ``calls`` (every request, as
+    ``fallback`` (a callable taking the `UpstreamCall`, e.g. `echo`) answers the calls no
+    scripted reply answers, instead of a 500. Attributes: ``base_url``
+    (``http://127.0.0.1:PORT/v1``), ``calls`` (every request, as
     :class:`UpstreamCall`), ``requests`` (the POST bodies), ``unexpected`` (unscripted and
     blocked calls), ``app`` (the ASGI app, e.g. for ``httpx2.ASGITransport`` in-process use),
     ``recording`` (True while a cassette is being recorded).
@@ -59,8 +61,10 @@ class MockOpenAI:
         strict: bool = True,
         configure_agents: bool = True,
         cassette: CassetteOptions | None = None,
+        fallback: Callable[[UpstreamCall], Reply] | None = None,
     ) -> None:
         self.max_retries = max_retries
+        self.fallback = fallback
         self.block_network = block_network
         self.strict = strict
         self.configure_agents = configure_agents
@@ -399,6 +403,8 @@ class MockOpenAI:
                 reply = None if call.api is None else self._script.take(call)
             except Exception as exc:  # a match= callable of the test's
                 reply, problem = None, f"a match= callable raised {exc!r} on call #{number}"
+            if reply is None and problem is None and call.api and self.fallback is not None:
+                reply = self.fallback(call)
             if reply is None:
                 problem = problem or self._unanswered(call, number)
                 self.unexpected.append(problem)
@@ -472,6 +478,7 @@ def mock_openai(
     scrub: Sequence[str] = (),
     pacing: bool | float = False,
     upstream: str | None = None,
+    fallback: Callable[[UpstreamCall], Reply] | None = None,
 ) -> MockOpenAI:
     """Serve a scripted OpenAI API on 127.0.0.1 for the duration of a ``with`` block.
 
@@ -481,7 +488,8 @@ def mock_openai(
     restored afterwards. ``max_retries`` applies to that client and to ``upstream.client()``
     (``None``: the ``openai`` default, 2). ``block_network`` refuses httpx/httpx2 requests to
     non-loopback hosts. ``strict`` fails the block on exit if a call was unscripted or
-    blocked. Works as ``with`` and ``async with``; not reentrant.
+    blocked. ``fallback`` answers what nothing scripted answers (see `MockOpenAI`). Works as
+    ``with`` and ``async with``; not reentrant.
 
     With ``cassette`` (a YAML file's path) the replies come from recorded traffic instead
     of a script: replayed offline, or with ``record`` (default: ``ROBUTLER_RECORD=1`` in the
@@ -500,12 +508,15 @@ def mock_openai(
         )
     elif record or ignore or scrub or pacing or upstream:
         raise TypeError("record=, ignore=, scrub=, pacing= and upstream= need a cassette=")
+    if options is not None and fallback is not None:
+        raise TypeError("fallback= answers unscripted calls; a cassette= mock has no script")
     return MockOpenAI(
         max_retries=max_retries,
         block_network=block_network,
         strict=strict,
         configure_agents=configure_agents,
         cassette=options,
+        fallback=fallback,
     )
 
 

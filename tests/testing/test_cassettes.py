@@ -488,22 +488,14 @@ WHEEL_PROJECT_TEST = textwrap.dedent(
 
 @pytest.mark.timeout(600)
 def test_a_downstream_project_installed_from_the_wheel_records_and_replays(
-    tmp_path: Path, fake_key: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_key: str, monkeypatch: pytest.MonkeyPatch, built_wheel: Path
 ) -> None:
     """Slow-ish (builds a wheel): robutler installed non-editable into a fresh venv whose
     other dependencies come from this one, a project recording then replaying offline."""
     import sysconfig
     import venv
 
-    root = Path(__file__).resolve().parents[2]
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(root), "-w", str(wheels)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = wheels.glob("robutler-*.whl")
+    wheel = built_wheel
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -562,3 +554,40 @@ def test_a_downstream_project_installed_from_the_wheel_records_and_replays(
     done = pytest_run()  # the upstream is gone
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+# -- any endpoint: embeddings from a small upstream of its own -----------------------------
+
+
+async def embeddings_api(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A tiny OpenAI-shaped embeddings API (pretty-printed JSON, as the real API sends)."""
+    message = await receive()
+    body = json.loads(message.get("body") or b"{}")
+    payload = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]}],
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
+    content = json.dumps(payload, indent=2).encode()
+    headers = [(b"content-type", b"application/json"), (b"openai-organization", b"org-FAKEORG42")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+def test_embeddings_are_recorded_and_replayed(tmp_path: Path, fake_key: str) -> None:
+    path = tmp_path / "embeddings.yaml"
+    server = LiveServer(embeddings_api, access_log=False, lifespan="off", interface="asgi3")
+    server.start(timeout=10)
+    try:
+        with mock_openai(cassette=path, record=True, upstream=server.url + "/v1") as mock:
+            recorded = mock.client().embeddings.create(model="text-embedding-3-small", input="hi")
+    finally:
+        server.stop(timeout=10)
+    assert recorded.data[0].embedding == [0.25, -0.5, 0.125]
+    text = path.read_text()
+    assert "FAKEORG42" not in text  # the organization the API names in its reply headers
+    assert '    body: |-\n      {\n        "object": "list",' in text  # readable as sent
+    with mock_openai(cassette=path) as mock:
+        replayed = mock.client().embeddings.create(model="text-embedding-3-small", input="hi")
+    assert replayed == recorded
