@@ -43,6 +43,25 @@ def local_upstream(script: Callable[[MockOpenAI], Any]) -> Iterator[tuple[MockOp
         server.stop(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _no_traces_from_earlier_tests() -> None:
+    """Drop the Agents SDK traces earlier tests of the suite left queued (tests that run an
+    agent outside mock_openai leave tracing on); exported during one of these tests they
+    would be blocked by its guard and fail it. The guard blocks them here, unreported."""
+    from agents.tracing import get_trace_provider
+
+    from robutler_testing.mock_openai.guard import GUARD
+
+    def ignore(problem: str) -> None:
+        pass
+
+    GUARD.install(ignore)
+    try:
+        get_trace_provider().force_flush()
+    finally:
+        GUARD.uninstall(ignore)
+
+
 @pytest.fixture
 def fake_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
