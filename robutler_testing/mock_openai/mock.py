@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import chat, responses
+from . import chat, responses, websocket
 from .guard import GUARD
 from .http import QuietDrop, read_call, send_json, send_sse, target
 from .patching import MOCK_API_KEY, Patches
@@ -364,11 +364,24 @@ class MockOpenAI:
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The mock API as an ASGI application."""
+        if scope["type"] == "websocket":
+            if self._tape is not None:  # not recorded or replayed yet: refuse, loudly
+                self.report(
+                    f"a WebSocket connection to {scope['path']}: cassettes record and replay "
+                    "HTTP (JSON and SSE) only, not the Responses WebSocket mode"
+                )
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await websocket.serve_socket(self, scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         call, raw = await read_call(scope, receive)
         if self._tape is not None:
             await self._play(call, raw, scope, send)
+            return
+        if call.method == "POST" and call.path.rstrip("/") == "/v1/responses/compact":
+            await self._compact(send, call)
             return
         reply = self._take(call)
         if isinstance(reply, str):
@@ -452,6 +465,20 @@ class MockOpenAI:
         else:
             payload = json_body(reply, body, next_id)
             await send_json(send, 200, payload, {"x-request-id": request_id})
+
+    async def _compact(self, send: Any, call: UpstreamCall) -> None:
+        """``POST /v1/responses/compact``: answered without a script (see `websocket`)."""
+        with self._lock:
+            self.calls.append(call)
+        if not isinstance(call.body, dict) or not call.body.get("model"):
+            error = error_body(
+                "Missing required parameter: 'model'.",
+                "invalid_request_error",
+                "missing_required_parameter",
+            )
+            await send_json(send, 400, error)
+            return
+        await send_json(send, 200, websocket.compaction(call, self._script.next_id))
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; False if the block is exiting meanwhile."""

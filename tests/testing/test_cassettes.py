@@ -610,3 +610,16 @@ def test_embeddings_are_recorded_and_replayed(tmp_path: Path, fake_key: str) -> 
     with mock_openai(cassette=path) as mock:
         replayed = mock.client().embeddings.create(model="text-embedding-3-small", input="hi")
     assert replayed == recorded
+
+
+def test_a_websocket_connection_to_a_cassette_mock_is_refused_naming_why(
+    tmp_path: Path, fake_key: str
+) -> None:
+    path = tmp_path / "empty.yaml"
+    record(path, [], lambda up: None)
+    with pytest.raises(AssertionError, match="not the Responses WebSocket mode"):  # noqa: SIM117
+        with mock_openai(cassette=path) as mock:
+            with pytest.raises(Exception):  # noqa: B017 - the handshake is refused
+                with mock.client().responses.connect() as conn:
+                    conn.send({"type": "response.create", "model": "gpt-4o", "input": "hi"})
+                    conn.recv()
