@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from robutler_testing.asgi import ASGIExchange as ASGICall
 from robutler_testing.sse import SSEDecoder, decode_sse
 
-__all__ = ["USER", "ASGICall", "post", "run_downstream_tests", "sse_events", "stream_content"]
+__all__ = [
+    "USER",
+    "ASGICall",
+    "post",
+    "run_downstream_tests",
+    "sse_events",
+    "stream_content",
+    "wait_for",
+]
 
 USER = [{"role": "user", "content": "hello"}]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def sse_events(text: str | bytes) -> list[Any]:

@@ -36,6 +36,7 @@ from .context import RequestState, get_context
 from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpoint
 from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
 from .lifecycle import Hooks, StreamingWrapper
+from .metrics import Metrics, metered_exchange, metrics_enabled
 from .playground import PAGE_PATH, Playground
 from .protocol import RequestError, encode, error_response
 from .responses.wire import ResponsesWire
@@ -196,6 +197,9 @@ class ServerBase(FastAPI):
       `GET`/`DELETE .../responses/{id}`); default an `SQLiteStore` at
       `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
       `MemoryStore`.
+    - `metrics`: Prometheus metrics on `GET /metrics` (behind the API key when keys are
+      configured); needs `robutler[metrics]`. Default `ROBUTLER_METRICS`, else off; off
+      costs nothing per request (see `robutler.server.metrics`).
     """
 
     def __init__(
@@ -215,6 +219,7 @@ class ServerBase(FastAPI):
         playground: bool | None = None,
         openai_prefix: str | None = "/v1",
         response_store: ResponseStore | None = None,
+        metrics: bool | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -284,6 +289,22 @@ class ServerBase(FastAPI):
             self.reserved_names.add(openai_prefix.strip("/").split("/")[0])
             for path, app, route_name in self.front_door.routes():
                 self.route_table.add(path, app, route_name)
+        self.metrics: Metrics | None = None
+        if metrics_enabled(metrics):
+            self._enable_metrics()
+
+    def _enable_metrics(self) -> None:
+        """Measure every agent request and serve the page at `/metrics` (a reserved name)."""
+        self.metrics = Metrics()
+        self.endpoint.exchange_class = metered_exchange(
+            self.endpoint.exchange_class, self.metrics, self.static_agents
+        )
+        self.metrics.observe_store(self.responses_wire.store)
+        self.reserved_names.add("metrics")
+        keys = self.api_keys
+        self.route_table.add(
+            "/metrics", self.metrics if keys is None else keys.guard(self.metrics), "metrics"
+        )
 
     @property
     def response_store(self) -> ResponseStore:
@@ -294,6 +315,8 @@ class ServerBase(FastAPI):
     def response_store(self, store: ResponseStore) -> None:
         if not isinstance(store, ResponseStore):
             raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
+        if self.metrics is not None:
+            self.metrics.observe_store(store)
         self.responses_wire.store = store
 
     def _specs_for_model(self, model: str) -> list[AgentSpec]:
