@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import USER, wait_for
+from helpers import USER, streaming, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from robutler.server import ServerBase, pricing
@@ -216,14 +216,7 @@ def test_a_stream_is_open_while_it_is_sent_and_a_cut_one_counts_as_disconnected(
     with LiveServer(app) as live:
         url = live.url
         by = {"agent": "slow", "api": "chat"}
-        with httpx.stream(
-            "POST",
-            f"{url}/slow/chat/completions",
-            json={"messages": USER, "stream": True},
-            timeout=10,
-        ) as response:
-            lines = response.iter_lines()  # kept open: the client is still reading
-            assert next(line for line in lines if line.startswith("data: "))
+        with streaming(f"{url}/slow/chat/completions"):
             assert wait_for(lambda: bool(release))
             assert value(scrape(url), "robutler_open_streams", **by) == 1
         page = settled(

@@ -42,6 +42,7 @@ from .protocol import RequestError, encode, error_response
 from .responses.wire import ResponsesWire
 from .routes import RouteTable
 from .store import MemoryStore, ResponseStore, SQLiteStore
+from .tracing import trace_hook, trace_store, traced_exchange, tracer_for
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
 # robutler documentation imports them from `robutler.server.base`.
@@ -200,6 +201,10 @@ class ServerBase(FastAPI):
     - `metrics`: Prometheus metrics on `GET /metrics` (behind the API key when keys are
       configured); needs `robutler[metrics]`. Default `ROBUTLER_METRICS`, else off; off
       costs nothing per request (see `robutler.server.metrics`).
+    - `tracing`: OpenTelemetry spans per request (`robutler[tracing]`): True (the global
+      tracer provider), a `TracerProvider`, False; None (default) means
+      `ROBUTLER_TRACING`, else on when a global tracer provider is set when the server is
+      built (see `robutler.server.tracing`).
     """
 
     def __init__(
@@ -220,6 +225,7 @@ class ServerBase(FastAPI):
         openai_prefix: str | None = "/v1",
         response_store: ResponseStore | None = None,
         metrics: bool | None = None,
+        tracing: Any = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -292,6 +298,17 @@ class ServerBase(FastAPI):
         self.metrics: Metrics | None = None
         if metrics_enabled(metrics):
             self._enable_metrics()
+        self.tracer = tracer_for(tracing)
+        if self.tracer is not None:
+            self._enable_tracing(self.tracer)
+
+    def _enable_tracing(self, tracer: Any) -> None:
+        """A span per agent request, with the hooks, the agent and store calls in it."""
+        self.endpoint.exchange_class = traced_exchange(self.endpoint.exchange_class, tracer)
+        self.hooks.wrap = lambda hook: trace_hook(hook, tracer)
+        for hook in (*self.hooks.before, *self.hooks.finalize):
+            trace_hook(hook, tracer)
+        trace_store(self.responses_wire.store, tracer)
 
     def _enable_metrics(self) -> None:
         """Measure every agent request and serve the page at `/metrics` (a reserved name)."""
@@ -317,6 +334,8 @@ class ServerBase(FastAPI):
             raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
         if self.metrics is not None:
             self.metrics.observe_store(store)
+        if self.tracer is not None:
+            trace_store(store, self.tracer)
         self.responses_wire.store = store
 
     def _specs_for_model(self, model: str) -> list[AgentSpec]:
