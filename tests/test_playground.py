@@ -107,6 +107,7 @@ def test_playground_false_turns_it_off() -> None:
 def test_api_keys_turn_it_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     with TestClient(make_app(api_keys=["sk-test"])) as c:
         assert_openai_404(c.get("/playground"), "playground_off")
+        assert_openai_404(c.get("/playground/server"), "playground_off")
     monkeypatch.setenv("ROBUTLER_API_KEYS", "sk-env")
     with TestClient(make_app()) as c:
         assert_openai_404(c.get("/playground"), "playground_off")
@@ -122,11 +123,84 @@ def test_api_keys_turn_it_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) 
         assert c.get("/anyone/playground").status_code == 200
 
 
-def test_keyed_server_without_dynamic_agents_still_404s_unknown_names() -> None:
-    app = Server(agents=[MockAgent("echo")], api_keys=["sk-test"], playground=True)
+SECRET_NAMES = ("zeta-secret-agent", "omega-hidden-bot")
+
+
+def test_keyed_page_shows_nothing_of_the_server_until_a_key_is_given() -> None:
+    asked: list[str] = []
+    app = Server(
+        agents=[MockAgent(name) for name in SECRET_NAMES],
+        api_keys=["sk-right"],
+        playground=True,
+        title="Hidden Corp Internal",
+    )
+
+    async def find(name: str) -> Any:
+        asked.append(name)
+        return name == "pirate"
+
+    app.agent(find)(lambda messages: "Arr")
     with TestClient(app) as c:
+        names = (*SECRET_NAMES, "pirate", "nobody")
+        pages = [c.get(path) for path in ("/playground", *(f"/{n}/playground" for n in names))]
+        for page in pages:
+            assert page.status_code == 200, page.text  # no answer tells that a name exists
+            config = config_of(page.text)
+            shown = page.text.replace(f'"agent":"{config["agent"]}"', "")
+            for secret in (*SECRET_NAMES, "Hidden Corp"):
+                assert secret not in shown
+            assert config["agents"] == []
+            assert config["title"] is None
+            assert config["dynamic"] is False
+            assert config["keys"] is True
+            assert config["info"] == "/playground/server"
+        assert config_of(pages[1].text)["agent"] == SECRET_NAMES[0]
+        assert asked == []  # no resolver was asked on behalf of a visitor without a key
+        # what the page learns once a key is entered
+        missing = c.get("/playground/server")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "missing_api_key"
+        wrong = c.get("/playground/server", headers={"authorization": "Bearer sk-wrong"})
+        assert wrong.json()["error"]["code"] == "invalid_api_key"
+        info = c.get("/playground/server", headers={"authorization": "Bearer sk-right"})
+        assert info.status_code == 200
+        assert info.headers["cache-control"] == "no-store"
+        assert info.json() == {
+            "title": "Hidden Corp Internal",
+            "agents": sorted(SECRET_NAMES),
+            "dynamic": True,
+            "keys": True,
+            "models": "/v1/models",
+        }
+
+
+def test_server_info_without_keys_is_the_page_config() -> None:
+    with TestClient(make_app()) as c:
+        info = c.get("/playground/server").json()
+        config = config_of(c.get("/playground").text)
+        assert info == {k: config[k] for k in ("title", "agents", "dynamic", "keys", "models")}
+        assert c.post("/playground/server").status_code == 405
+
+
+def test_agent_playground_checks_the_name_like_every_agent_route() -> None:
+    asked: list[str] = []
+    app = ServerBase()
+
+    async def find(name: str) -> Any:
+        asked.append(name)
+        return False
+
+    app.agent(find)(lambda messages: "x")
+    bad = ["it's", "a%00b", "x" * 5000, "sp%20ace", "%22quoted%22", "-dash", "a<b"]
+    with TestClient(app) as c:
+        for name in bad:
+            assert_openai_404(c.get(f"/{name}/playground"), "unknown_url")
+            # what an agent route answers for that name
+            chat = c.post(f"/{name}/chat/completions", json={"messages": []})
+            assert chat.json()["error"]["code"] == "unknown_url", name
+        assert asked == []  # no resolver saw any of them
         assert_openai_404(c.get("/nobody/playground"), "agent_not_found")
-        assert c.get("/echo/playground").status_code == 200
+        assert asked == ["nobody"]
 
 
 def test_playground_is_a_reserved_agent_name() -> None:

@@ -344,13 +344,43 @@ def test_tool_calls_usage_and_a_mid_stream_error_are_shown(tab: Tab, serve: Any)
     tab.assert_clean()
 
 
-def test_keyed_server_shows_a_wrong_key_error_then_works(tab: Tab, serve: Any) -> None:
+def test_keyed_server_shows_nothing_until_a_key_then_works(tab: Tab, serve: Any) -> None:
     app = Server(
-        agents=[MockAgent("echo", reply="Welcome!")], api_keys=["sk-right"], playground=True
+        agents=[MockAgent("zeta-secret", reply="Welcome!")],
+        api_keys=["sk-right"],
+        playground=True,
+        title="Hidden Corp",
     )
     tab.open(serve(app) + "/playground")
     key = tab.page.locator("#api-key")
     expect(key).to_be_visible()  # the server said it wants a key
+    expect(tab.page.locator("#empty")).to_have_text(re.compile("enter it above"))
+    expect(tab.page.locator("#agent option")).to_have_count(0)
+    html = tab.page.content()
+    assert "zeta-secret" not in html and "Hidden Corp" not in html
+    key.fill("sk-wrong")
+    expect(tab.page.locator("#empty")).to_have_text("Error 401: Incorrect API key provided.")
+    expect(tab.page.locator("#agent option")).to_have_count(0)
+    key.fill("sk-right")
+    expect(tab.page.locator("#agent option")).to_have_text(["zeta-secret"])
+    assert tab.page.title() == "Hidden Corp - playground"
+    tab.say("hello")
+    expect(tab.wait_answered(1).locator(".content")).to_have_text("Welcome!")
+    storage = tab.page.evaluate("[JSON.stringify(sessionStorage), localStorage.length]")
+    assert "sk-right" in storage[0]
+    assert "sk-right" not in tab.page.evaluate("JSON.stringify(localStorage)")
+    # a reload with the key in this tab's session storage asks the server again at once
+    tab.page.reload()
+    expect(tab.page.locator("#agent option")).to_have_text(["zeta-secret"])
+    assert tab.page_errors == []
+
+
+def test_keyed_server_with_a_wrong_key_says_so_and_keeps_the_message(tab: Tab, serve: Any) -> None:
+    app = Server(
+        agents=[MockAgent("echo", reply="Welcome!")], api_keys=["sk-right"], playground=True
+    )
+    tab.open(serve(app) + "/echo/playground")
+    key = tab.page.locator("#api-key")
     key.fill("sk-wrong")
     tab.say("hello")
     answer = tab.wait_answered(1)
@@ -359,9 +389,6 @@ def test_keyed_server_shows_a_wrong_key_error_then_works(tab: Tab, serve: Any) -
     key.fill("sk-right")
     tab.page.press("#input", "Enter")
     expect(tab.wait_answered(2).locator(".content")).to_have_text("Welcome!")
-    storage = tab.page.evaluate("[JSON.stringify(sessionStorage), localStorage.length]")
-    assert "sk-right" in storage[0]
-    assert storage[1] == 0  # session storage only
     assert tab.page_errors == []
 
 

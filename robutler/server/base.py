@@ -37,7 +37,7 @@ from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpo
 from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
 from .lifecycle import Hooks, StreamingWrapper
 from .metrics import Metrics, metered_exchange, metrics_enabled
-from .playground import PAGE_PATH, Playground
+from .playground import Playground
 from .protocol import RequestError, encode, error_response
 from .responses.wire import ResponsesWire
 from .routes import RouteTable
@@ -287,7 +287,8 @@ class ServerBase(FastAPI):
         if self.api_keys is not None and not public_docs:
             self._guard_docs(self.api_keys)
         self.playground = Playground(self, playground)
-        self.route_table.add(PAGE_PATH, self.playground, "playground")
+        for path, app, route_name in self.playground.routes():
+            self.route_table.add(path, app, route_name)
         self.openai_prefix = openai_prefix
         self.front_door: FrontDoor | None = None
         if openai_prefix is not None:
@@ -464,7 +465,7 @@ class ServerBase(FastAPI):
         name = parts[0]
         if name in self.reserved_names:
             await _unknown_url(scope, receive, send)
-        elif parts[1:] == ["playground"]:
+        elif parts[1:] == ["playground"] and is_agent_name(name):
             await self.playground.serve(scope, receive, send, name)
         else:
             kind = _agent_route_kind(parts, scope)

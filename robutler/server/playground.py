@@ -6,9 +6,12 @@ read and inlined once at import; the page talks to the agents' Chat Completions 
 with `fetch` and parses their SSE streams itself, so it works offline with no CDN. A
 Content-Security-Policy allows only that inline script and style and same-origin requests.
 
-It is on by default, off by default when API keys are configured (the page itself is
-public, only the agent routes want a key), and `ServerBase(playground=...)` decides
-explicitly. When off, both paths answer an OpenAI-shaped 404.
+It is on by default, off by default when API keys are configured, and
+`ServerBase(playground=...)` decides explicitly. When off, every path answers an
+OpenAI-shaped 404. With keys the page itself is public but tells nothing of the server:
+no title, no agent names, the same page for any well-formed `/NAME/playground` (no
+resolver asked); once a key is entered it reads `GET /playground/server` (behind the key)
+for what the page shows.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from .protocol import RequestError, error_response
 if TYPE_CHECKING:
     from .base import ServerBase
 
-__all__ = ["PAGE_PATH", "Playground"]
+__all__ = ["INFO_PATH", "PAGE_PATH", "Playground"]
 
 PAGE_PATH = "/playground"
+INFO_PATH = "/playground/server"  # the server facts the page shows, behind the keys
 
 
 def _read(name: str) -> str:
@@ -61,6 +65,19 @@ _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+_INFO_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+]
+# The page's config on a server with keys, before a key is entered.
+_KEYED: dict[str, Any] = {
+    "title": None,
+    "agents": [],
+    "dynamic": False,
+    "keys": True,
+    "info": INFO_PATH,
+}
 
 
 def _script_json(value: Any) -> bytes:
@@ -83,6 +100,10 @@ class Playground:
         self.enabled: bool = enabled if enabled is not None else server.api_keys is None
         self._server_config: dict[str, Any] | None = None
 
+    def routes(self) -> list[tuple[str, Any, str]]:
+        """(path, ASGI app, route name) of the page and of the server facts it reads."""
+        return [(PAGE_PATH, self, "playground"), (INFO_PATH, self.info, "playground_server")]
+
     def _config(self) -> dict[str, Any]:
         if self._server_config is None:
             server = self.server
@@ -98,15 +119,15 @@ class Playground:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.serve(scope, receive, send, None)
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, agent: str | None) -> None:
-        """Answer the page, opening on `agent` when given (404 for an unknown agent)."""
+    async def _refused(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the 404 (off) or 405 (not GET/HEAD) and say so, or return False."""
         if not self.enabled:
             await error_response(
                 404,
                 "The playground is off on this server; ServerBase(playground=True) turns it on.",
                 code="playground_off",
             )(scope, receive, send)
-            return
+            return True
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             await error_response(
@@ -115,27 +136,53 @@ class Playground:
                 code="method_not_allowed",
                 headers={"allow": "GET"},
             )(scope, receive, send)
+            return True
+        return False
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, agent: str | None) -> None:
+        """Answer the page, opening on `agent` when given (a name the caller checked with
+        `is_agent_name`; 404 for an unknown agent on a server without keys)."""
+        if await self._refused(scope, receive, send):
             return
         server = self.server
-        # With keys, resolvers are not asked: that would tell an unauthenticated visitor
-        # which names exist. Without dynamic agents an unknown name is a 404 either way.
-        if (
-            agent is not None
-            and agent not in server.static_agents
-            and (not server.dynamic_agents or server.api_keys is None)
-        ):
+        if server.api_keys is not None:
+            # Nothing of the server for a visitor without a key: no resolver is asked and
+            # every name gets the same page, so no answer tells which names exist.
+            config = {**_KEYED, "models": self._config()["models"]}
+        else:
+            config = {**self._config(), "info": INFO_PATH}
+            if agent is not None and agent not in server.static_agents:
+                try:
+                    await find_agent(agent, server.dynamic_agents)
+                except RequestError as exc:
+                    await exc.response()(scope, receive, send)
+                    return
+        config.update(agent=agent, base=scope.get("root_path", ""))
+        await self._send(scope, send, b"".join((_HEAD, _script_json(config), _TAIL)), _HEADERS)
+
+    async def info(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`GET /playground/server`: the server facts the page shows (behind the keys)."""
+        if await self._refused(scope, receive, send):
+            return
+        if self.server.api_keys is not None:
             try:
-                await find_agent(agent, server.dynamic_agents)
+                self.server.api_keys.check(scope)
             except RequestError as exc:
                 await exc.response()(scope, receive, send)
                 return
-        config = {**self._config(), "agent": agent, "base": scope.get("root_path", "")}
-        body = b"".join((_HEAD, _script_json(config), _TAIL))
+        body = json.dumps(self._config(), separators=(",", ":")).encode()
+        await self._send(scope, send, body, _INFO_HEADERS)
+
+    @staticmethod
+    async def _send(
+        scope: Scope, send: Send, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())],
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
             }
         )
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        head = scope["method"] == "HEAD"
+        await send({"type": "http.response.body", "body": b"" if head else body})

@@ -349,8 +349,39 @@
     if (current && unique.includes(current)) ui.agent.value = current;
   }
 
+  // With keys the page comes knowing nothing of the server: it asks, with the key.
+  let serverKnown = !config.keys;
+  const EMPTY_TEXT = ui.empty.textContent;
+  async function loadServer() {
+    if (serverKnown) return;
+    if (!apiKey()) {
+      ui.empty.textContent = "This server wants an API key: enter it above to see its agents.";
+      return;
+    }
+    try {
+      const response = await fetch(`${base}${config.info}`, { headers: headers(false) });
+      if (!response.ok) { ui.empty.textContent = await errorText(response); return; }
+      const info = await response.json();
+      if (serverKnown) return;
+      serverKnown = true;
+      config.title = info.title; config.dynamic = info.dynamic; config.models = info.models;
+      describeServer(info.agents || []);
+      ui.empty.textContent = EMPTY_TEXT;
+      refreshAgents();
+    } catch (err) {
+      ui.empty.textContent = `Network error: ${err && err.message ? err.message : err}`;
+    }
+  }
+
+  function describeServer(agents) {
+    setAgents(agents);
+    if (config.dynamic) ui.other.hidden = false;
+    else if (!ui.agent.options.length) ui.empty.textContent = "This server has no agents yet.";
+    if (config.title) document.title = `${config.title} - playground`;
+  }
+
   async function refreshAgents() { // the OpenAI models list, where the server has one
-    if (!config.models || (config.keys && !apiKey())) return;
+    if (!config.models || !serverKnown) return;
     try {
       const response = await fetch(`${base}${config.models}`, { headers: headers(false) });
       if (!response.ok) return;
@@ -368,15 +399,15 @@
     ui.input.focus();
   }
 
-  setAgents(config.agents || []);
-  if (config.dynamic) ui.other.hidden = false;
-  else if (!ui.agent.options.length) ui.empty.textContent = "This server has no agents yet.";
-  if (config.title) document.title = `${config.title} - playground`;
+  if (serverKnown) describeServer(config.agents || []);
+  else setAgents([]);
   ui.key.value = apiKey();
   if (config.keys || ui.key.value) showKeyField();
   ui.keyRow.addEventListener("submit", (event) => { event.preventDefault(); ui.input.focus(); });
   ui.key.addEventListener("input", () => {
     try { sessionStorage.setItem(KEY_STORE, ui.key.value.trim()); } catch (_) { /* storage off */ }
+    clearTimeout(keyTimer);
+    keyTimer = setTimeout(loadServer, 250);
   });
   ui.agent.addEventListener("change", () => { ui.other.value = ""; newChat(); });
   ui.other.addEventListener("change", newChat);
@@ -389,6 +420,8 @@
       send();
     }
   });
+  let keyTimer = 0;
+  loadServer();
   refreshAgents();
   ui.input.focus();
 })();
