@@ -37,8 +37,9 @@ class StreamingWrapper:
     """What finalize hooks get for a streamed response.
 
     `original_response` is what the agent returned; `status` is "streaming" until the
-    stream ends, then "completed", "disconnected" (the client left) or "failed" (then
-    `error` holds the exception).
+    stream ends, then "completed", "disconnected" (the client left), "failed" (then
+    `error` holds the exception) or "timeout" (the agent ran past `request_timeout`;
+    `error` is a `TimeoutError`).
     """
 
     __slots__ = (
