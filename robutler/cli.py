@@ -8,8 +8,10 @@ import copy
 import importlib
 import importlib.util
 import inspect
+import logging
 import logging.config
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -171,15 +173,35 @@ def limit_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+_STORED_ID = re.compile(r"(/responses/)[^/?#\s]+")
+
+
+class MaskResponseIds(logging.Filter):
+    """Masks stored response ids in access-log paths (`/v1/responses/resp_...`): an id
+    reads, continues and deletes its response, so it must not end up in a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 2 and isinstance(args[2], str):
+            path = args[2]
+            if "/responses/" in path:
+                masked = _STORED_ID.sub(r"\1resp_...", path)
+                record.args = (*args[:2], masked, *args[3:])
+        return True
+
+
 def log_config(level: str) -> dict[str, Any]:
     """uvicorn's logging configuration plus the `robutler` logger, at `level`.
 
     robutler's records (a failing agent, a missing API key) then look like uvicorn's own
-    lines: the same handler, level prefix and format.
+    lines: the same handler, level prefix and format. The access log masks stored
+    response ids (`MaskResponseIds`).
     """
     from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["mask_response_ids"] = {"()": MaskResponseIds}
+    config["handlers"]["access"]["filters"] = ["mask_response_ids"]
     config["loggers"]["robutler"] = {
         "handlers": ["default"],
         "level": LOG_LEVELS[level],

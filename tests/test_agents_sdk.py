@@ -159,7 +159,7 @@ def test_upstream_failure_mid_stream_is_an_error_event() -> None:
     events = sse_events(response.text)
     assert response.status_code == 200
     assert stream_content(events[:-2])
-    assert events[-2]["error"]["code"] in ("upstream_unreachable", "upstream_error", "agent_error")
+    assert events[-2]["error"]["code"] in ("upstream_unreachable", "upstream_error")
     assert events[-1] == "[DONE]"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .adapters import Adapted
 from .agents import first_line
 from .protocol import RequestError, encode
+from .upstream import upstream_error
 
 __all__ = ["adapt_sdk_agent", "to_input_items", "upstream_error"]
 
@@ -82,32 +83,6 @@ def to_input_items(messages: list[dict[str, Any]]) -> list[Any]:
             continue
         items.append({"role": role, "content": _text_parts(content if content is not None else "")})
     return items
-
-
-def upstream_error(exc: BaseException) -> RequestError | None:
-    """The OpenAI-shaped error for a failure of the upstream model API, if it is one."""
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
-        return RequestError(504, "The upstream model API timed out.", code="upstream_timeout")
-    if isinstance(exc, openai.APIStatusError):
-        status = 429 if exc.status_code == 429 else 502
-        message = f"The upstream model API answered {exc.status_code}: {_upstream_message(exc)}"
-        return RequestError(status, message, code="upstream_error")
-    if isinstance(exc, openai.APIConnectionError):
-        return RequestError(
-            502, "The upstream model API could not be reached.", code="upstream_unreachable"
-        )
-    return None
-
-
-def _upstream_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-    return str(getattr(exc, "message", "")) or type(exc).__name__
 
 
 def _key_configured() -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -31,9 +31,15 @@ from .agents import (
     looks_like_handler,
 )
 from .auth import ApiKeys
-from .config import load_env, seconds
+from .config import FROM_ENV, FromEnv, load_env, seconds
 from .context import RequestState, get_context
-from .endpoint import DEFAULT_MAX_ANSWER_SIZE, DEFAULT_MAX_BODY_SIZE, AgentEndpoint
+from .endpoint import (
+    DEFAULT_MAX_ANSWER_SIZE,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONVERSATION_SIZE,
+    DEFAULT_REQUEST_TIMEOUT,
+    AgentEndpoint,
+)
 from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
 from .lifecycle import Hooks, StreamingWrapper
 from .metrics import Metrics, metered_exchange, metrics_enabled
@@ -172,15 +178,19 @@ class ServerBase(FastAPI):
     - `api_keys`: keys for `Authorization: Bearer KEY` on every agent route (a list, or a
       mapping of name to key); default from `ROBUTLER_API_KEYS`; none means open.
     - `max_body_size` (bytes, 413 beyond), `max_messages` and `max_depth` (422 beyond).
+    - `max_conversation_size`: bytes of messages (encoded as JSON) an agent may be given
+      for a Responses request, with the earlier turns of its `previous_response_id`
+      (default 16 MiB); beyond, and beyond `max_messages` messages, a 400 naming the limit.
     - `max_answer_size`: characters of content an answer may have when the client did not
       ask for a stream (it is assembled in memory); beyond, the agent is stopped and the
       client gets a 500 with code `answer_too_large`.
     - `keepalive`: seconds without a byte on an open stream before the server sends an SSE
       comment (`: keepalive`) so that proxies keep it open; default `ROBUTLER_SSE_KEEPALIVE`
       or 15, 0 turns it off.
-    - `request_timeout`: seconds an agent may take for its answer; beyond, it is cancelled
-      and the client gets a 504 `timeout` (an error event in an open stream); default
-      `ROBUTLER_REQUEST_TIMEOUT`, else no limit.
+    - `request_timeout`: seconds an agent may take for its answer, JSON or stream; beyond,
+      it is cancelled and the client gets a 504 `timeout` (an error event in an open
+      stream); default `ROBUTLER_REQUEST_TIMEOUT`, else 600 (10 minutes); None or 0: no
+      limit.
     - `public_docs`: whether `/docs`, `/redoc` and `/openapi.json` are open. Default: open
       without API keys, behind the key when keys are configured (`/health` then tells a
       caller without a key only that the server is alive).
@@ -215,10 +225,11 @@ class ServerBase(FastAPI):
         max_messages: int = 10_000,
         max_depth: int = 64,
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
+        max_conversation_size: int = DEFAULT_MAX_CONVERSATION_SIZE,
         cors_origins: Iterable[str] | None = None,
         public_docs: bool | None = None,
         keepalive: float | None = None,
-        request_timeout: float | None = None,
+        request_timeout: float | Literal[FromEnv.FROM_ENV] | None = FROM_ENV,
         env_file: str | None = None,
         hook_errors: str = "log",
         playground: bool | None = None,
@@ -241,6 +252,7 @@ class ServerBase(FastAPI):
             ("max_messages", max_messages),
             ("max_depth", max_depth),
             ("max_answer_size", max_answer_size),
+            ("max_conversation_size", max_conversation_size),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
@@ -253,11 +265,17 @@ class ServerBase(FastAPI):
             max_messages=max_messages,
             max_depth=max_depth,
             max_answer_size=max_answer_size,
+            max_conversation_size=max_conversation_size,
             auth=self.api_keys,
             debug=self.debug,
             keepalive=seconds(keepalive, "ROBUTLER_SSE_KEEPALIVE", 15.0, "keepalive"),
-            request_timeout=seconds(
-                request_timeout, "ROBUTLER_REQUEST_TIMEOUT", None, "request_timeout"
+            request_timeout=None
+            if request_timeout is None
+            else seconds(
+                None if request_timeout is FROM_ENV else request_timeout,
+                "ROBUTLER_REQUEST_TIMEOUT",
+                DEFAULT_REQUEST_TIMEOUT,
+                "request_timeout",
             ),
         )
         self.chat_handler = self.endpoint  # its former name

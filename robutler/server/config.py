@@ -7,9 +7,22 @@ installed; variables already set are never overridden.
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 
-__all__ = ["env_list", "env_number", "load_env", "seconds"]
+__all__ = ["FROM_ENV", "FromEnv", "env_list", "env_number", "load_env", "seconds"]
+
+
+class FromEnv(Enum):
+    FROM_ENV = "from the environment"
+
+    def __repr__(self) -> str:
+        return "FROM_ENV"
+
+
+# The default of a setting whose None means "off": take it from the environment, else
+# the built-in default.
+FROM_ENV = FromEnv.FROM_ENV
 
 _loaded: set[str] = set()
 

@@ -64,6 +64,13 @@ logger = logging.getLogger("robutler")
 DISCONNECTED = 499  # nginx's "client closed request": no answer was sent
 DEFAULT_MAX_BODY_SIZE = 4 * 1024 * 1024
 DEFAULT_MAX_ANSWER_SIZE = 32 * 1024 * 1024
+# Bytes of messages an agent may be given, with the earlier turns a Responses request
+# continues (`previous_response_id`): the body limit bounds one turn, this the conversation.
+DEFAULT_MAX_CONVERSATION_SIZE = 16 * 1024 * 1024
+# Seconds an agent may take for its answer, unless the server says otherwise: a hung
+# upstream must not hold a stream open forever (keepalive comments defeat every idle
+# timeout on the way).
+DEFAULT_REQUEST_TIMEOUT = 600.0
 # A stream yields to the event loop every this many items. An agent that never awaits,
 # sent through a server whose `send` never waits (uvicorn's doesn't while the socket
 # buffer has room), would otherwise hold the loop for its whole answer: no other request
@@ -164,6 +171,7 @@ class AgentEndpoint:
         max_messages: int = 10_000,
         max_depth: int = 64,
         max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
+        max_conversation_size: int = DEFAULT_MAX_CONVERSATION_SIZE,
         auth: ApiKeys | None = None,
         debug: bool = False,
         keepalive: float | None = None,
@@ -174,6 +182,7 @@ class AgentEndpoint:
         self.request_timeout = request_timeout  # seconds an agent may take; None: no limit
         self.max_body_size = max_body_size
         self.max_answer_size = max_answer_size
+        self.max_conversation_size = max_conversation_size
         self.max_messages = max_messages
         self.max_depth = max_depth
         self.auth = auth

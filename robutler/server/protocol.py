@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
+from jiter import from_json as _parse_json
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -20,7 +21,7 @@ from pydantic import (
     StrictStr,
     ValidationError,
 )
-from pydantic_core import from_json, to_json
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -158,7 +159,8 @@ class RequestError(Exception):
 
 def as_request_error(exc: BaseException, *, debug: bool, request_id: str) -> RequestError:
     """What the client is told about `exc`: itself if a RequestError, an HTTPException in
-    OpenAI's shape, else a 500 `agent_error` (the exception's text only with `debug`)."""
+    OpenAI's shape, a failure of the upstream model API as a 502 (`upstream.py`), else a
+    500 `agent_error` (the exception's text only with `debug`)."""
     if isinstance(exc, RequestError):
         return exc
     if isinstance(exc, HTTPException):
@@ -175,6 +177,11 @@ def as_request_error(exc: BaseException, *, debug: bool, request_id: str) -> Req
             )
         message = detail if isinstance(detail, str) else encode(detail).decode()
         return RequestError(exc.status_code, message, headers=headers)
+    from .upstream import upstream_error  # here, not at the top: it imports this module
+
+    upstream = upstream_error(exc)
+    if upstream is not None:  # the model API the agent called failed (502, 504, 429)
+        return upstream
     detail = f"{type(exc).__name__}: {exc}" if debug else "The agent failed."
     return RequestError(500, f"{detail} (request id {request_id})", code="agent_error")
 
@@ -356,8 +363,17 @@ def load_json_object(body: bytes, wanted: str) -> dict[str, Any]:
             code="invalid_json",
         )
     try:
-        data = from_json(body)
+        # Duplicate keys are refused: a proxy or log that reads the first of them would
+        # see another request than the agent, which would get the last.
+        data = _parse_json(body, catch_duplicate_keys=True)
     except ValueError as exc:
+        if str(exc).startswith("Detected duplicate key"):
+            raise RequestError(
+                400,
+                f"The request body is not valid JSON: {str(exc).replace('Detected d', 'd')} "
+                "(each key may appear once in an object).",
+                code="invalid_json",
+            ) from None
         raise RequestError(
             422, f"The request body is not valid JSON: {exc}", code="invalid_json"
         ) from None

@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import encode
@@ -45,9 +46,18 @@ def new_response_id() -> str:
     return "resp_" + os.urandom(16).hex()  # as random as uuid4, without the UUID object
 
 
+_ITEM_KEY = os.urandom(32)  # made once per process: item ids say nothing of response ids
+
+
 def item_id(response_id: str, prefix: str, index: int) -> str:
-    """The id of output item `index` of a response: `msg_...` or `fc_...`, unique with it."""
-    return f"{prefix}_{response_id.removeprefix('resp_')}_{index}"
+    """The id of output item `index` of a response: `msg_...` or `fc_...`, unique with it.
+
+    Its random part is its own, not the response's id (which reads and continues the stored
+    response, and must not leak through an item id a client shows or logs): a hash of the
+    response id keyed with a secret of the process, the same for every call with that id.
+    """
+    digest = blake2b(response_id.encode(), digest_size=16, key=_ITEM_KEY).hexdigest()
+    return f"{prefix}_{digest}_{index}"
 
 
 def output_text(text: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ..protocol import json_kind as _kind
 __all__ = [
     "ResponsesRequest",
     "chat_messages",
+    "check_calls_answered",
     "items_to_messages",
     "parse_responses_request",
 ]
@@ -440,6 +441,39 @@ def _function_output(item: Mapping[str, Any], path: str) -> dict[str, Any]:
     else:
         raise _bad(f"{path}.output", f"must be a string or an array of parts, got {_kind(output)}")
     return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def check_calls_answered(request: ResponsesRequest, previous: Sequence[Mapping[str, Any]]) -> None:
+    """400 when a `function_call_output` of the input answers a `call_id` that no call of
+    the conversation made (a `function_call` of this input, or a tool call of the earlier
+    turns, `previous`, as Chat Completions messages), as OpenAI answers it: an agent must
+    not be handed the output of a call nobody made. Input already parsed by
+    `items_to_messages` (the items are objects)."""
+    items = request.input
+    if isinstance(items, str):
+        return
+    known: set[Any] | None = None
+    for i, item in enumerate(items):
+        if item.get("type") != "function_call_output":
+            continue
+        if known is None:
+            known = {
+                call.get("id")
+                for message in previous
+                if message.get("role") == "assistant"
+                for call in message.get("tool_calls") or ()
+                if isinstance(call, Mapping)
+            }
+            known.update(c.get("call_id") for c in items if c.get("type") == "function_call")
+        if item.get("call_id") not in known:
+            raise RequestError(
+                400,
+                f"No tool call found for function call output with call_id "
+                f"{item.get('call_id')!r} (input[{i}]): a function_call_output answers a "
+                "function_call of the conversation, in this input or in the turns before it "
+                "(previous_response_id).",
+                param="input",
+            )
 
 
 def chat_messages(

@@ -19,7 +19,13 @@ from ..protocol import RequestError, encode
 from ..wire import Parsed
 from .encoder import ResponsesEncoder
 from .objects import new_response_id, response_json_from_completion
-from .request import ResponsesRequest, chat_messages, items_to_messages, parse_responses_request
+from .request import (
+    ResponsesRequest,
+    chat_messages,
+    check_calls_answered,
+    items_to_messages,
+    parse_responses_request,
+)
 
 if TYPE_CHECKING:
     from ..endpoint import Exchange
@@ -93,10 +99,35 @@ class ResponsesWire:
                     code="previous_response_not_found",
                 )
             previous = conversation(record)
+            check_calls_answered(request, previous)
+            limit = endpoint.max_messages
+            if len(previous) + len(input_messages) > limit:
+                raise RequestError(
+                    400,
+                    f"The conversation is too long: {len(previous)} messages of earlier turns "
+                    f"(previous_response_id) and {len(input_messages)} of input make more "
+                    f"than the limit of {limit} messages (max_messages). Start a new "
+                    "conversation, or send the part that matters as input.",
+                    param="previous_response_id",
+                    code="too_many_messages",
+                )
+        elif isinstance(request.input, list):
+            check_calls_answered(request, ())
         call = ResponsesCall(request, owner, self.store)
         store = request.store is not False
-        if store:  # encoded now: the agent gets these messages and may change them
+        if store or previous:  # encoded now: the agent gets these messages and may change them
             call.conversation = encode([*previous, *input_messages])
+            limit = endpoint.max_conversation_size
+            if len(call.conversation) > limit:
+                raise RequestError(
+                    400,
+                    f"The conversation is too large: {len(call.conversation)} bytes of messages"
+                    f"{' with the earlier turns (previous_response_id)' if previous else ''}, "
+                    f"more than the limit of {limit} bytes (max_conversation_size). Start a "
+                    "new conversation, or send the part that matters as input.",
+                    param="previous_response_id" if previous else "input",
+                    code="conversation_too_large",
+                )
         return Parsed(
             chat_messages(request, input_messages, previous, copy=False),
             stream=request.stream is True,
