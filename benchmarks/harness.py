@@ -318,7 +318,7 @@ def machine(cores: Cores) -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as info:
         mem_gb = round(int(info.readline().split()[1]) / 1024 / 1024, 1)
     packages: dict[str, str | None] = {}
-    for name in ("robutler", "fastapi", "starlette", "uvicorn", "httptools", "uvloop",
+    for name in ("robutler-sdk", "fastapi", "starlette", "uvicorn", "httptools", "uvloop",
                  "pydantic", "pydantic-core"):  # fmt: skip
         try:
             packages[name] = metadata.version(name)

@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--metrics",
         action="store_true",
-        help="Prometheus metrics on GET /metrics, every worker's (needs robutler[metrics]; "
+        help="Prometheus metrics on GET /metrics, every worker's (needs robutler-sdk[metrics]; "
         "also ROBUTLER_METRICS=1)",
     )
     srv.add_argument(

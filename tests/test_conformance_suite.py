@@ -108,7 +108,7 @@ def _command(*args: str) -> list[str]:
 
 
 def _module_command(*args: str) -> list[str]:
-    """The suite as an installed `robutler[testing]` runs it (started outside the checkout)."""
+    """The suite as an installed `robutler-sdk[testing]` runs it (started outside the checkout)."""
     return [sys.executable, "-m", "robutler_testing.conformance", *args]
 
 
@@ -280,16 +280,10 @@ def test_invalid_bodies_answered_400_like_openai_pass_and_the_table_says_so(
     assert set(invalid.values()) == {("PASS", "answered 400")}, output
 
 
-def test_the_suite_ships_in_the_wheel(tmp_path: Path) -> None:
+def test_the_suite_ships_in_the_wheel(built_wheel: Path) -> None:
     import zipfile
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = tmp_path.glob("robutler-*.whl")
+    wheel = built_wheel
     names = set(zipfile.ZipFile(wheel).namelist())
     suite = {n for n in names if n.startswith("robutler_testing/conformance/")}
     for module in ("__main__", "plugin", "driver", "test_replies", "test_failures"):

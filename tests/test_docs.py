@@ -127,6 +127,26 @@ def _generator() -> Any:
     }
 
 
+def _client_completion() -> Any:
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-x",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "from the client"},
+                }
+            ],
+        }
+    )
+
+
 def _response() -> Any:
     from starlette.responses import PlainTextResponse
 
@@ -145,6 +165,7 @@ EXAMPLES: dict[str, tuple[Callable[[], Any], int, str | None]] = {
     "an iterator or async iterator": (_generator, 200, "generated"),
     "an object with `stream_events()`": (_Streamed, 200, "streamed"),
     "an object with `final_output`": (_Run, 200, "from a run"),
+    "what the official `openai` client returned": (_client_completion, 200, "from the client"),
     "a Starlette `Response`": (_response, 200, None),
     "anything else": (lambda: 42, 500, None),
 }

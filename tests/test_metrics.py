@@ -340,7 +340,7 @@ def test_metrics_reserve_the_name_and_need_the_extra(monkeypatch: pytest.MonkeyP
         app.add_agent("metrics", lambda messages: "x")
     ServerBase().add_agent("metrics", lambda messages: "x")  # free when metrics are off
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    with pytest.raises(ImportError, match=r"robutler\[metrics\]"):
+    with pytest.raises(ImportError, match=r"robutler-sdk\[metrics\]"):
         ServerBase(metrics=True)
 
 

@@ -42,3 +42,36 @@ def test_respx_is_used_where_the_readme_says() -> None:
     requirement("testing", "respx")
     readme = (ROOT / "README.md").read_text()
     assert "respx_mock" in readme.split("<!-- readme-test-file -->", 1)[1].split("```", 2)[1]
+
+
+def test_the_distribution_name_is_not_the_other_robutler() -> None:
+    # "robutler" on the package index is another SDK (no testing extra, no robutler_testing)
+    assert PROJECT["name"] == "robutler-sdk"
+    for line in PROJECT["optional-dependencies"]["dev"]:
+        req = Requirement(line)
+        assert req.name != "robutler", f"{line!r} would install the other project"
+    assert Requirement(PROJECT["optional-dependencies"]["dev"][0]).name == "robutler-sdk"
+
+
+def test_the_wheel_has_the_name_the_extras_both_packages_and_the_license(
+    built_wheel: Path,
+) -> None:
+    import email
+    import zipfile
+
+    wheel = built_wheel
+    assert wheel.name.startswith("robutler_sdk-")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        meta = email.message_from_bytes(zf.read(meta_name))
+        (license_name,) = [n for n in names if n.endswith("/LICENSE")]
+        license_text = zf.read(license_name).decode()
+    assert meta["Name"] == "robutler-sdk"
+    assert meta["License-Expression"] == "MIT"
+    assert "MIT License" in license_text
+    assert {"testing", "agents", "dev"} <= set(meta.get_all("Provides-Extra"))
+    assert any(r.startswith("robutler-sdk[") for r in meta.get_all("Requires-Dist"))
+    assert "robutler/__init__.py" in names
+    assert "robutler_testing/__init__.py" in names
+    assert "robutler/server/playground_ui/playground.js" in names

@@ -9,9 +9,6 @@ import base64
 import hashlib
 import json
 import re
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -275,24 +272,8 @@ def test_models_route_and_root_path_reach_the_page() -> None:
     assert config["base"] == "/api"
 
 
-def test_ui_files_are_package_data_in_the_wheel(tmp_path: Path) -> None:
-    # build from a copy: an in-tree build/ directory could hold files from an older build
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    for package in ("robutler", "robutler_testing"):
-        shutil.copytree(
-            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (wheel,) = tmp_path.glob("robutler-*.whl")
+def test_ui_files_are_package_data_in_the_wheel(built_wheel: Path) -> None:
+    wheel = built_wheel
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in UI_FILES:
         assert f"robutler/server/playground_ui/{name}" in names

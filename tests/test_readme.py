@@ -36,7 +36,15 @@ def block(marker: str) -> str:
 def test_readme_says_what_its_test_file_needs_installed() -> None:
     intro = README.split("<!-- readme-test-file -->")[0].strip().rsplit("\n\n", 1)[-1]
     if "from agents import" in block("readme-test-file"):
-        assert 'pip install "robutler[testing,agents]"' in intro, intro
+        assert 'pip install ".[testing,agents]"' in intro, intro
+
+
+def test_readme_installs_this_distribution_not_the_other_robutler() -> None:
+    # "robutler" on the package index is another project: no line may install it
+    assert not re.search(r"pip install [\"']?robutler\b(?!-sdk)", README)
+    top = README.split("## Quickstart")[0]
+    assert 'pip install ".[testing]"' in top
+    assert '"robutler-sdk[testing] @ git+' in top
 
 
 def test_readme_lifecycle_example_defines_what_it_imports(tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def test_off_unless_configured_and_the_extra_named(monkeypatch: pytest.MonkeyPat
     with pytest.raises(TypeError, match="TracerProvider"):
         ServerBase(tracing="yes")
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    with pytest.raises(ImportError, match=r"robutler\[tracing\]"):
+    with pytest.raises(ImportError, match=r"robutler-sdk\[tracing\]"):
         ServerBase(tracing=True)
 
 

@@ -209,9 +209,9 @@ class ServerBase(FastAPI):
       `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
       `MemoryStore`.
     - `metrics`: Prometheus metrics on `GET /metrics` (behind the API key when keys are
-      configured); needs `robutler[metrics]`. Default `ROBUTLER_METRICS`, else off; off
+      configured); needs `robutler-sdk[metrics]`. Default `ROBUTLER_METRICS`, else off; off
       costs nothing per request (see `robutler.server.metrics`).
-    - `tracing`: OpenTelemetry spans per request (`robutler[tracing]`): True (the global
+    - `tracing`: OpenTelemetry spans per request (`robutler-sdk[tracing]`): True (the global
       tracer provider), a `TracerProvider`, False; None (default) means
       `ROBUTLER_TRACING`, else on when a global tracer provider is set when the server is
       built (see `robutler.server.tracing`).

@@ -112,6 +112,11 @@ async def _aiter(source: Any) -> AsyncIterator[Any]:
             if close is not None:
                 with contextlib.suppress(ValueError):  # still running in a worker thread
                     close()
+            # What the agent returned, when it is not its own iterator (the `openai`
+            # client's `Stream`): closing it lets go of what it reads from, now.
+            close = getattr(source, "close", None) if source is not iterator else None
+            if close is not None:
+                close()
 
 
 async def aclose(iterator: Any) -> None:

@@ -765,11 +765,20 @@ def _adopt_agent_model(encoder: StreamEncoder, kind: Kind, pending: list[Any]) -
     """A stream of chunks names the model of its first chunk that has one."""
     if kind in (Kind.COMPLETION, Kind.MESSAGE):
         return
-    agent_model = next(
-        (i["model"] for i in pending if isinstance(i, dict) and i.get("model")), None
-    )
+    agent_model = next((m for m in map(_item_model, pending) if m), None)
     if agent_model:
         encoder.set_model(agent_model)
+
+
+def _item_model(item: Any) -> Any:
+    """The model a stream item names: a chunk dict's, or that of one of the `openai`
+    client's objects (a `ChatCompletionChunk`, a Responses event with its `response`)."""
+    if isinstance(item, dict):
+        return item.get("model")
+    if isinstance(item, str):
+        return None
+    model = getattr(item, "model", None) or getattr(getattr(item, "response", None), "model", None)
+    return model if isinstance(model, str) else None
 
 
 async def _collect_leading(items: Any, pending: list[Any]) -> None:

@@ -1,6 +1,6 @@
 """Prometheus metrics for agent requests, on `GET /metrics` (`ServerBase(metrics=True)`).
 
-Needs `prometheus_client` (`pip install 'robutler[metrics]'`), imported only when metrics
+Needs `prometheus_client` (`pip install 'robutler-sdk[metrics]'`), imported only when metrics
 are turned on. Turning them on is decided once, when the server is built: the server's
 endpoint then makes a `MeteredExchange` (an `Exchange` subclass) per request, which times
 the answer, counts it at its end, and gives finalize nothing new to do. A server without
@@ -68,7 +68,7 @@ def _prometheus() -> Any:
     except ImportError as exc:
         raise ImportError(
             "metrics=True (robutler serve --metrics, ROBUTLER_METRICS=1) needs "
-            "prometheus_client: pip install 'robutler[metrics]'"
+            "prometheus_client: pip install 'robutler-sdk[metrics]'"
         ) from exc
     return prometheus_client
 

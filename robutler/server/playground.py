@@ -2,9 +2,11 @@
 
 `GET /playground` and `GET /NAME/playground` (opening on agent NAME) answer one
 self-contained HTML page. Its CSS and JavaScript are package data (`playground_ui/`),
-read and inlined once at import; the page talks to the agents' Chat Completions routes
-with `fetch` and parses their SSE streams itself, so it works offline with no CDN. A
-Content-Security-Policy allows only that inline script and style and same-origin requests.
+read and inlined once at import; the page talks to the agents' Chat Completions and
+Responses routes with `fetch`, parses their SSE streams and renders Markdown itself (as
+DOM nodes, never HTML), and keeps conversations in the browser's storage, so it works
+offline with no CDN. A Content-Security-Policy allows only that inline script and style
+and same-origin requests.
 
 It is on by default, off by default when API keys are configured, and
 `ServerBase(playground=...)` decides explicitly. When off, every path answers an

@@ -20,6 +20,7 @@ from typing import Any
 from starlette.responses import Response
 
 from .calls import aclose, aiter_of
+from .client_objects import ClientItems, completion_of
 from .protocol import DONE, RequestError, encode, error_frame, sse_data
 
 __all__ = [
@@ -149,16 +150,27 @@ TEXT, COMPLETION, MESSAGE, EVENTS, AITER, ITER, RESPONSE = Kind
 
 
 def _unwrap(result: Any) -> Any:
-    """Follow `final_output` of objects that are not also streams."""
+    """Follow `final_output` of objects that are not also streams; the `openai` client's
+    `ChatCompletion` or `Response` becomes a chat.completion dict."""
     for _ in range(8):
-        if (
-            isinstance(result, (str, dict, Response))
-            or hasattr(result, "stream_events")
-            or not hasattr(result, "final_output")
-        ):
+        if isinstance(result, (str, dict, Response)):
             return result
+        if hasattr(result, "stream_events") or not hasattr(result, "final_output"):
+            return completion_of(result) or result
         result = result.final_output
     return result
+
+
+def client_items(converter: ClientItems | None, item: Any) -> tuple[ClientItems, list[Any]]:
+    """The stream items for one of the `openai` client's stream objects (a chunk, a
+    Responses event), with the converter that keeps the stream's state; anything else
+    raises `UnsupportedResult`."""
+    if converter is None:
+        converter = ClientItems()
+    items = converter.items(item)
+    if items is None:
+        raise UnsupportedResult(item, "streamed")
+    return converter, items
 
 
 def classify(result: Any) -> tuple[Kind, Any]:
@@ -338,6 +350,7 @@ class ChunkEncoder:
     """
 
     __slots__ = (
+        "_client",
         "_head",
         "_held",
         "_text_prefix",
@@ -370,6 +383,7 @@ class ChunkEncoder:
         }
         self._text_prefix = b""
         self._held: list[tuple[list[Any], dict[str, Any]]] = []
+        self._client: ClientItems | None = None
 
     def set_model(self, model: str) -> None:
         """Use the agent's model for every chunk (call before the first frame)."""
@@ -459,7 +473,8 @@ class ChunkEncoder:
             return self.text(item) if item else None
         if isinstance(item, Mapping):
             return self.chunk(item)
-        raise UnsupportedResult(item, "streamed")
+        self._client, items = client_items(self._client, item)
+        return b"".join(f for f in map(self.item, items) if f) or None
 
     def finish(self) -> bytes:
         """The finish chunks (held and still open), the agent's usage once, and [DONE]."""
@@ -588,9 +603,10 @@ class _Choice:
 class _Assembly:
     """The choices, usage and model of an answer being folded from stream items."""
 
-    __slots__ = ("budget", "choices", "limit", "model", "usage")
+    __slots__ = ("budget", "choices", "client", "limit", "model", "usage")
 
     def __init__(self, limit: int | None) -> None:
+        self.client: ClientItems | None = None
         self.choices: dict[int, _Choice] = {}
         self.usage: Any = None
         self.model: str | None = None
@@ -610,7 +626,10 @@ class _Assembly:
         elif isinstance(item, Mapping):
             size = self.add_chunk(item)
         else:
-            raise UnsupportedResult(item, "streamed")
+            self.client, items = client_items(self.client, item)
+            for each in items:
+                self.add(each)
+            return
         self.budget -= size
         if self.budget < 0:
             raise AnswerTooLarge(self.limit or 0)

@@ -1,7 +1,7 @@
 """OpenTelemetry traces: one span per agent request, with child spans for the hooks, the
 agent and the response store (`ServerBase(tracing=...)`).
 
-Needs `opentelemetry-api` (`pip install 'robutler[tracing]'`) and, to export anything, an
+Needs `opentelemetry-api` (`pip install 'robutler-sdk[tracing]'`) and, to export anything, an
 SDK with a tracer provider (`opentelemetry-sdk` and an exporter). Off unless configured,
 decided once when the server is built: `tracing=True` (the global tracer provider),
 `tracing=provider` (that one), `tracing=False`, or None (the default): `ROBUTLER_TRACING`
@@ -47,7 +47,7 @@ def _otel() -> Any:
     except ImportError as exc:
         raise ImportError(
             "tracing (ServerBase(tracing=...), ROBUTLER_TRACING=1) needs opentelemetry-api: "
-            "pip install 'robutler[tracing]'"
+            "pip install 'robutler-sdk[tracing]'"
         ) from exc
     return trace
 

@@ -1,7 +1,7 @@
 """The conformance suite: drives a live server over HTTP with the official `openai` client.
 
 Check any OpenAI-compatible server (yours, deployed or local) from an installed
-`robutler[testing]`:
+`robutler-sdk[testing]` (see the README, "Install"):
 
     python -m robutler_testing.conformance --base-url URL [--agent NAME] [--api-key KEY]
 

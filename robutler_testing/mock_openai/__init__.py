@@ -37,6 +37,9 @@ A call with nothing to answer it gets a 500 naming it and is reported by
 built inside the block; requests from httpx / httpx2 clients to non-loopback hosts are
 refused while the block is active.
 
+From the shell, ``python -m robutler_testing.mock_openai --port 9000`` serves it until
+Ctrl-C: the ``--reply`` texts in order, then an echo of each call's last user message.
+
 The package's rooms: `scripting` (replies, calls, matching), `responses` and `chat` (the
 two wire formats), `http` (ASGI plumbing), `patching` (environment and SDK defaults),
 `guard` (the network guard), `compat` (the private names of other libraries it needs),
@@ -48,7 +51,7 @@ from __future__ import annotations
 from .guard import BlockedRequestError
 from .mock import MockOpenAI, close_async_client, mock_openai
 from .patching import MOCK_API_KEY
-from .scripting import ErrorReply, Match, OutputReply, ToolCall, UpstreamCall
+from .scripting import ErrorReply, Match, OutputReply, ToolCall, UpstreamCall, echo
 
 __all__ = [
     "MOCK_API_KEY",
@@ -60,5 +63,6 @@ __all__ = [
     "ToolCall",
     "UpstreamCall",
     "close_async_client",
+    "echo",
     "mock_openai",
 ]

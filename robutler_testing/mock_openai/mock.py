@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import chat, responses
@@ -43,7 +43,9 @@ _WIRES = {
 class MockOpenAI:
     """A scripted OpenAI API on 127.0.0.1; use via :func:`mock_openai`.
 
-    Attributes: ``base_url`` (``http://127.0.0.1:PORT/v1``), ``calls`` (every request, as
+    ``fallback`` (a callable taking the `UpstreamCall`, e.g. `echo`) answers the calls no
+    scripted reply answers, instead of a 500. Attributes: ``base_url``
+    (``http://127.0.0.1:PORT/v1``), ``calls`` (every request, as
     :class:`UpstreamCall`), ``requests`` (the POST bodies), ``unexpected`` (unscripted and
     blocked calls), ``app`` (the ASGI app, e.g. for ``httpx2.ASGITransport`` in-process use).
     """
@@ -55,8 +57,10 @@ class MockOpenAI:
         block_network: bool = True,
         strict: bool = True,
         configure_agents: bool = True,
+        fallback: Callable[[UpstreamCall], Reply] | None = None,
     ) -> None:
         self.max_retries = max_retries
+        self.fallback = fallback
         self.block_network = block_network
         self.strict = strict
         self.configure_agents = configure_agents
@@ -342,6 +346,8 @@ class MockOpenAI:
                 reply = None if call.api is None else self._script.take(call)
             except Exception as exc:  # a match= callable of the test's
                 reply, problem = None, f"a match= callable raised {exc!r} on call #{number}"
+            if reply is None and problem is None and call.api and self.fallback is not None:
+                reply = self.fallback(call)
             if reply is None:
                 problem = problem or self._unanswered(call, number)
                 self.unexpected.append(problem)
@@ -409,6 +415,7 @@ def mock_openai(
     block_network: bool = True,
     strict: bool = True,
     configure_agents: bool = True,
+    fallback: Callable[[UpstreamCall], Reply] | None = None,
 ) -> MockOpenAI:
     """Serve a scripted OpenAI API on 127.0.0.1 for the duration of a ``with`` block.
 
@@ -418,13 +425,15 @@ def mock_openai(
     restored afterwards. ``max_retries`` applies to that client and to ``upstream.client()``
     (``None``: the ``openai`` default, 2). ``block_network`` refuses httpx/httpx2 requests to
     non-loopback hosts. ``strict`` fails the block on exit if a call was unscripted or
-    blocked. Works as ``with`` and ``async with``; not reentrant.
+    blocked. ``fallback`` answers what nothing scripted answers (see `MockOpenAI`). Works as
+    ``with`` and ``async with``; not reentrant.
     """
     return MockOpenAI(
         max_retries=max_retries,
         block_network=block_network,
         strict=strict,
         configure_agents=configure_agents,
+        fallback=fallback,
     )
 
 

@@ -207,6 +207,18 @@ class OutputReply:
         )
 
 
+def echo(call: UpstreamCall) -> OutputReply:
+    """A reply that says the call's last user message back ("You said: ...")."""
+    body = call.body if isinstance(call.body, dict) else {}
+    items = body.get("messages") or body.get("input") or []
+    if isinstance(items, str):
+        last = items
+    else:
+        users = [m for m in items if isinstance(m, dict) and m.get("role", "user") == "user"]
+        last = "\n".join(_texts(users[-1])) if users else ""
+    return OutputReply(text_chunks(f"You said: {last}"))
+
+
 @dataclass(frozen=True)
 class TokenCounts:
     """The token counts both wires report, each in its own shape."""

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json
 
+from ..client_objects import ClientItems
 from ..protocol import encode
-from ..results import UnsupportedResult, text_content
+from ..results import client_items, text_content
 from .objects import (
     MESSAGE_ITEM_JSON,
     REFUSAL_PART_JSON,
@@ -142,6 +143,7 @@ class ResponsesEncoder:
 
     __slots__ = (
         "_calls",
+        "_client",
         "_items",
         "_message",
         "_pending",
@@ -174,6 +176,7 @@ class ResponsesEncoder:
         self._calls: dict[int, _Call] = {}  # by the chunks' tool-call index
         self._pending: _Call | None = None  # a tool call whose item is not added yet
         self._texting: _Message | None = None  # the open text part's message, until a finish
+        self._client: ClientItems | None = None  # for the openai client's stream objects
 
     def set_model(self, model: str) -> None:
         """Use the agent's model in the response (call before `start()`)."""
@@ -234,7 +237,8 @@ class ResponsesEncoder:
             return message.prefix + encode(item) + _delta_tail(seq)
         if isinstance(item, Mapping):
             return self.chunk(item)
-        raise UnsupportedResult(item, "streamed")
+        self._client, items = client_items(self._client, item)
+        return b"".join(f for f in map(self.item, items) if f) or None
 
     def text(self, text: str) -> bytes | None:
         """Events for a text delta."""
