@@ -158,6 +158,32 @@ class AgentDecorator:
         self._server.hooks.add_finalize(fn)
         return fn
 
+    def compactor(self, name: str) -> Callable[[F], F]:
+        """`@app.agent.compactor("NAME")`: agent NAME's own compaction. `fn(messages)`
+        (sync or async) gets the conversation `POST /responses/compact` was asked to
+        compact (Chat Completions messages) and returns what stands for it: messages, or
+        a str (a summary, one system message). That is what gets sealed; without a
+        compactor the whole conversation is."""
+        return self._responses_hook(name, self._server.responses_wire.compactors)
+
+    def input_tokens(self, name: str) -> Callable[[F], F]:
+        """`@app.agent.input_tokens("NAME")`: `fn(messages)` (sync or async) counts the
+        input tokens of a request's conversation for `POST /responses/input_tokens`;
+        without it that route is a 400 saying it is not offered."""
+        return self._responses_hook(name, self._server.responses_wire.token_counters)
+
+    def _responses_hook(self, name: str, table: dict[str, Any]) -> Callable[[F], F]:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name the agent this is for, as a str; got {name!r}")
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError(f"expected a function of the messages, got {fn!r}")
+            table[name] = fn
+            return fn
+
+        return register
+
 
 def _handler_name(fn: Any) -> str:
     name = getattr(fn, "__name__", "")
@@ -509,7 +535,7 @@ class ServerBase(FastAPI):
             return
         if kind == STORED:
             try:
-                await serve_stored(self, scope, receive, send, owner)
+                await serve_stored(self, scope, receive, send, owner, name)
             except RequestError as exc:
                 await exc.response()(scope, receive, send)
             return
