@@ -31,8 +31,9 @@ from .agents import (
     looks_like_handler,
 )
 from .auth import ApiKeys
-from .config import FROM_ENV, FromEnv, load_env, seconds
+from .config import FROM_ENV, FromEnv, env_list, load_env, seconds
 from .context import RequestState, get_context
+from .crosssite import HostCheck
 from .endpoint import (
     DEFAULT_MAX_ANSWER_SIZE,
     DEFAULT_MAX_BODY_SIZE,
@@ -230,6 +231,10 @@ class ServerBase(FastAPI):
     - `openai_prefix`: where the OpenAI front door is (`/v1`: `GET /v1/models`,
       `POST /v1/chat/completions`, `POST /v1/responses`, the agent picked by `model`);
       None turns it off. Its first segment cannot be an agent's name.
+    - `allowed_hosts`: Host names served besides the loopback ones when the server is
+      reached on a loopback address (where any other name is refused, 400 `invalid_host`,
+      against DNS rebinding); default `ROBUTLER_ALLOWED_HOSTS` (comma-separated); `["*"]`
+      turns the check off. List the public name a proxy on the same machine passes on.
     - `response_store`: where Responses API answers are stored (for `previous_response_id`,
       `GET`/`DELETE .../responses/{id}`); default an `SQLiteStore` at
       `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
@@ -254,6 +259,7 @@ class ServerBase(FastAPI):
         playground: bool | None = None,
         openai_prefix: str | None = "/v1",
         response_store: ResponseStore | None = None,
+        allowed_hosts: Iterable[str] | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -274,6 +280,11 @@ class ServerBase(FastAPI):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
         self.api_keys = ApiKeys.configure(api_keys)
+        if isinstance(allowed_hosts, str):
+            raise TypeError("allowed_hosts is a list of host names, e.g. ['robutler.example']")
+        self.host_check = HostCheck(
+            env_list("ROBUTLER_ALLOWED_HOSTS") if allowed_hosts is None else allowed_hosts
+        )
         self.hooks = Hooks(hook_errors)
         self.agent = AgentDecorator(self)
         self.endpoint = AgentEndpoint(
@@ -332,6 +343,14 @@ class ServerBase(FastAPI):
             for path, app, route_name in self.front_door.routes():
                 self.route_table.add(path, app, route_name)
             self.route_table.add_socket(f"{openai_prefix}/responses", self._socket(None, None))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            host = self.host_check.refused(scope)
+            if host is not None:  # a rebound DNS name on a loopback server (crosssite.py)
+                await self.host_check.refuse(host, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     @property
     def response_store(self) -> ResponseStore:
