@@ -11,6 +11,7 @@ from robutler_testing.asgi import ASGIExchange as ASGICall
 from robutler_testing.sse import SSEDecoder, decode_sse
 
 __all__ = [
+    "JSON_TYPE",
     "USER",
     "ASGICall",
     "post",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 USER = [{"role": "user", "content": "hello"}]
+JSON_TYPE = {"content-type": "application/json"}  # for bodies sent as raw bytes
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:

@@ -21,7 +21,7 @@ What is exported (names and labels are the contract dashboards are built on):
 
 `outcome` is `completed`, `rejected` (a 4xx before the agent answered), `failed` (a 5xx,
 or a stream the agent broke off), `disconnected` (the client left first) or `timeout`
-(`request_timeout` ran out). `api` is `chat` or `responses`. `agent` is the agent's name
+(`request_timeout` ran out). `api` is `chat`, `responses` or `websocket` (the Responses API's WebSocket mode). `agent` is the agent's name
 once one serves the request; a request no agent took (an unknown name, a bad key before
 resolution) is counted with `agent=""`, so made-up names cannot grow the label set.
 
@@ -99,7 +99,7 @@ def outcome(exchange: Exchange) -> str:
 _APIS: dict[type, str] = {}
 
 
-def _api(wire: Any) -> str:
+def api_name(wire: Any) -> str:
     """The `api` label of a wire format: ChatWire -> chat, ResponsesWire -> responses."""
     api = _APIS.get(type(wire))
     if api is None:
@@ -381,7 +381,7 @@ def metered_exchange(
             await self.raw_send(message)
 
         def tally(self) -> Tally:
-            return metrics.tally(self.label(), _api(self.wire))
+            return metrics.tally(self.label(), api_name(self.wire))
 
         def label(self) -> str:
             name = self.state.agent_name or ""
@@ -406,7 +406,7 @@ def metered_exchange(
             how = outcome(self)
             status = int(getattr(state.response, "status_code", 500))
             agent = self.label()
-            api = _api(self.wire)
+            api = api_name(self.wire)
             tally = metrics.tally(agent, api)
             start = state.start_time
             first = self.first_byte

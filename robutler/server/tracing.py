@@ -28,7 +28,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from .metrics import outcome
+from .metrics import api_name, outcome
 
 if TYPE_CHECKING:
     from .endpoint import Exchange
@@ -133,9 +133,7 @@ def traced_exchange(base: type[Exchange], tracer: Any) -> type[Exchange]:
             model = self.model or agent
             if model:
                 span.set_attribute("gen_ai.request.model", model)
-            span.set_attribute(
-                "robutler.api", type(self.wire).__name__.removesuffix("Wire").lower()
-            )
+            span.set_attribute("robutler.api", api_name(self.wire))
             span.set_attribute("robutler.outcome", how)
             span.set_attribute("http.response.status_code", status)
             usage = state.token_usage
