@@ -9,7 +9,8 @@ Under an agent (`/NAME/responses/...`) and the front door (`/v1/responses/...`) 
   this server runs none;
 - `POST /responses/compact`: the conversation sealed into a `compaction` item
   (`compaction.py`);
-- `POST /responses/input_tokens`: 400, counting input tokens is not offered.
+- `POST /responses/input_tokens`: the agent's own count (`app.agent.input_tokens`), else
+  400: counting input tokens is not offered.
 
 Each answers for the API key's owner only; any other method is a 405 naming the allowed.
 """
@@ -24,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..protocol import RequestError, encode, not_allowed
-from .compaction import compact
+from .compaction import compact, count_input_tokens
 from .items import input_items, item_list, list_params
 
 if TYPE_CHECKING:
@@ -67,10 +68,16 @@ async def _json(body: Mapping[str, Any], scope: Scope, receive: Receive, send: S
 
 
 async def serve_stored(
-    server: ServerBase, scope: Scope, receive: Receive, send: Send, owner: str | None
+    server: ServerBase,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    owner: str | None,
+    agent: str | None = None,
 ) -> None:
     """Answer one of the routes above (the path parameter `response_id` holds what
-    follows `/responses/`); raises `RequestError` for the caller to send."""
+    follows `/responses/`) for agent `agent` (None under the front door: `model` names
+    it); raises `RequestError` for the caller to send."""
     found = route_of(scope["path_params"]["response_id"])
     if found is None:
         raise RequestError(
@@ -87,28 +94,19 @@ async def serve_stored(
         return
     wire = server.responses_wire
     store = wire.store
-    if sub == "compact":
+    if sub in ("compact", "input_tokens"):
         from ..endpoint import AgentRequest
 
         request = AgentRequest(scope, receive)
         request.max_body_size = server.endpoint.max_body_size
-        endpoint = server.endpoint
-        body = await compact(
-            wire,
-            await request.body(),
-            owner,
-            max_messages=endpoint.max_messages,
-            max_depth=endpoint.max_depth,
-        )
+        limits = {
+            "max_messages": server.endpoint.max_messages,
+            "max_depth": server.endpoint.max_depth,
+        }
+        answer = compact if sub == "compact" else count_input_tokens
+        body = await answer(wire, await request.body(), owner, agent, **limits)
         await _json(body, scope, receive, send)
         return
-    if sub == "input_tokens":
-        raise RequestError(
-            400,
-            "Counting input tokens is not supported by this server: its agents say what "
-            "they used in each response's usage.",
-            code="unsupported_endpoint",
-        )
     if sub == "cancel":
         raise RequestError(
             400,
