@@ -33,6 +33,19 @@ def make_app(**kwargs: Any) -> ServerBase:
                 lines.append(f"{m['role']}: {m.get('content')}")
         return "\n".join(lines)
 
+    @app.agent("summarizer")
+    async def summarizer(messages: list[dict[str, Any]], stream: bool = False) -> Any:
+        """Says what its conversation holds."""
+        return " | ".join(f"{m['role']}: {m.get('content')}" for m in messages)
+
+    @app.agent.compactor("summarizer")
+    async def summarize(messages: list[dict[str, Any]]) -> str:
+        return f"{len(messages)} messages, the last: {messages[-1]['content']}"
+
+    @app.agent.input_tokens("summarizer")
+    def count(messages: list[dict[str, Any]]) -> int:
+        return sum(len(str(m.get("content")).split()) for m in messages)
+
     @app.agent("caller")
     async def caller(messages: list[dict[str, Any]], stream: bool = False) -> Any:
         """Says a word, then calls a tool."""
@@ -183,3 +196,23 @@ def test_what_is_not_offered_is_said_clearly(base: str) -> None:
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET, DELETE")
     assert httpx.get(f"{base}/recall/responses/compact", headers=headers).status_code == 405
     assert alice.responses.retrieve(stored.id).id == stored.id
+
+
+def test_an_agents_own_compactor_and_token_counter(base: str) -> None:
+    alice = client(base)
+    item = alice.responses.compact(
+        model="summarizer",
+        input=[{"role": "user", "content": "one"}, {"role": "user", "content": "two"}],
+    ).output[0]
+    later = alice.responses.create(model="summarizer", input=[item.model_dump()])  # type: ignore[list-item]
+    assert later.output_text == "system: 2 messages, the last: two"
+    counted = alice.responses.input_tokens.count(
+        model="summarizer", input="three more words", instructions="Be brief."
+    )
+    assert (counted.object, counted.input_tokens) == ("response.input_tokens", 5)
+    per_agent = client(base, path="/summarizer").responses.input_tokens.count(
+        model="anything", input="a b"
+    )
+    assert per_agent.input_tokens == 2
+    with pytest.raises(TypeError, match="name the agent"):
+        make_app().agent.compactor(None)  # type: ignore[arg-type]

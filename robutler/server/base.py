@@ -43,6 +43,7 @@ from .endpoint import (
 )
 from .frontdoor import FrontDoor, check_prefix, model_object
 from .lifecycle import Hooks, StreamingWrapper
+from .metrics import Metrics, metered_exchange, metrics_enabled
 from .playground import Playground
 from .protocol import RequestError, encode, error_response
 from .responses.routes import serve_stored
@@ -50,6 +51,7 @@ from .responses.websocket import ResponsesSocket
 from .responses.wire import ResponsesWire
 from .routes import RouteTable
 from .store import MemoryStore, ResponseStore, SQLiteStore
+from .tracing import trace_hook, trace_store, traced_exchange, tracer_for
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
 # robutler documentation imports them from `robutler.server.base`.
@@ -161,6 +163,32 @@ class AgentDecorator:
         self._server.hooks.add_finalize(fn)
         return fn
 
+    def compactor(self, name: str) -> Callable[[F], F]:
+        """`@app.agent.compactor("NAME")`: agent NAME's own compaction. `fn(messages)`
+        (sync or async) gets the conversation `POST /responses/compact` was asked to
+        compact (Chat Completions messages) and returns what stands for it: messages, or
+        a str (a summary, one system message). That is what gets sealed; without a
+        compactor the whole conversation is."""
+        return self._responses_hook(name, self._server.responses_wire.compactors)
+
+    def input_tokens(self, name: str) -> Callable[[F], F]:
+        """`@app.agent.input_tokens("NAME")`: `fn(messages)` (sync or async) counts the
+        input tokens of a request's conversation for `POST /responses/input_tokens`;
+        without it that route is a 400 saying it is not offered."""
+        return self._responses_hook(name, self._server.responses_wire.token_counters)
+
+    def _responses_hook(self, name: str, table: dict[str, Any]) -> Callable[[F], F]:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name the agent this is for, as a str; got {name!r}")
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError(f"expected a function of the messages, got {fn!r}")
+            table[name] = fn
+            return fn
+
+        return register
+
 
 def _handler_name(fn: Any) -> str:
     name = getattr(fn, "__name__", "")
@@ -215,6 +243,13 @@ class ServerBase(FastAPI):
       `GET`/`DELETE .../responses/{id}`); default an `SQLiteStore` at
       `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
       `MemoryStore`.
+    - `metrics`: Prometheus metrics on `GET /metrics` (behind the API key when keys are
+      configured); needs `robutler-sdk[metrics]`. Default `ROBUTLER_METRICS`, else off; off
+      costs nothing per request (see `robutler.server.metrics`).
+    - `tracing`: OpenTelemetry spans per request (`robutler-sdk[tracing]`): True (the global
+      tracer provider), a `TracerProvider`, False; None (default) means
+      `ROBUTLER_TRACING`, else on when a global tracer provider is set when the server is
+      built (see `robutler.server.tracing`).
     """
 
     def __init__(
@@ -236,6 +271,8 @@ class ServerBase(FastAPI):
         openai_prefix: str | None = "/v1",
         response_store: ResponseStore | None = None,
         allowed_hosts: Iterable[str] | None = None,
+        metrics: bool | None = None,
+        tracing: Any = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -319,6 +356,12 @@ class ServerBase(FastAPI):
             for path, app, route_name in self.front_door.routes():
                 self.route_table.add(path, app, route_name)
             self.route_table.add_socket(f"{openai_prefix}/responses", self._socket(None, None))
+        self.metrics: Metrics | None = None
+        if metrics_enabled(metrics):
+            self._enable_metrics()
+        self.tracer = tracer_for(tracing)
+        if self.tracer is not None:
+            self._enable_tracing(self.tracer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -327,6 +370,27 @@ class ServerBase(FastAPI):
                 await self.host_check.refuse(host, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def _enable_tracing(self, tracer: Any) -> None:
+        """A span per agent request, with the hooks, the agent and store calls in it."""
+        self.endpoint.exchange_class = traced_exchange(self.endpoint.exchange_class, tracer)
+        self.hooks.wrap = lambda hook: trace_hook(hook, tracer)
+        for hook in (*self.hooks.before, *self.hooks.finalize):
+            trace_hook(hook, tracer)
+        trace_store(self.responses_wire.store, tracer)
+
+    def _enable_metrics(self) -> None:
+        """Measure every agent request and serve the page at `/metrics` (a reserved name)."""
+        self.metrics = Metrics()
+        self.endpoint.exchange_class = metered_exchange(
+            self.endpoint.exchange_class, self.metrics, self.static_agents
+        )
+        self.metrics.observe_store(self.responses_wire.store)
+        self.reserved_names.add("metrics")
+        keys = self.api_keys
+        self.route_table.add(
+            "/metrics", self.metrics if keys is None else keys.guard(self.metrics), "metrics"
+        )
 
     @property
     def response_store(self) -> ResponseStore:
@@ -337,6 +401,10 @@ class ServerBase(FastAPI):
     def response_store(self, store: ResponseStore) -> None:
         if not isinstance(store, ResponseStore):
             raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
+        if self.metrics is not None:
+            self.metrics.observe_store(store)
+        if self.tracer is not None:
+            trace_store(store, self.tracer)
         self.responses_wire.store = store
 
     def _socket(self, name: str | None, specs: list[AgentSpec] | None) -> ResponsesSocket:

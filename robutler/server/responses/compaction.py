@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic_core import from_json
@@ -31,7 +32,7 @@ from .secret import derive
 if TYPE_CHECKING:
     from .wire import ResponsesWire
 
-__all__ = ["Sealer", "compact", "compaction_response"]
+__all__ = ["Sealer", "compact", "compaction_response", "conversation_of", "count_input_tokens"]
 
 _VERSION = b"\x01"
 _NONCE = 12
@@ -113,43 +114,111 @@ def compaction_response(encrypted_content: str, compaction_id: str) -> dict[str,
     }
 
 
-async def compact(
+async def conversation_of(
     wire: ResponsesWire,
     body: bytes,
     owner: str | None,
     *,
     max_messages: int = 10_000,
     max_depth: int = 64,
-) -> dict[str, Any]:
-    """Answer `POST /responses/compact`: the conversation (the response named by
-    `previous_response_id`, if any, then `input`) sealed into one `compaction` item.
-
-    `model` is required (400 without it, as on OpenAI); `input` is read like a
-    Responses request's (items that stand for others resolved for `owner`).
-    """
+    fields: tuple[str, ...] = ("input", "previous_response_id"),
+) -> tuple[str, list[dict[str, Any]]]:
+    """The `model` and the conversation a compact (or token count) request names: the
+    response of `previous_response_id`, if any, then `input` (read like a Responses
+    request's, items that stand for others resolved for `owner`). `model` is required
+    (400 without it, as on OpenAI)."""
     from ..protocol import load_json_object
-    from .objects import new_response_id
-    from .request import Pending
+    from .request import Pending, chat_messages
 
     data = load_json_object(body, "'model' and 'input'")
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise RequestError(
             400,
-            "Missing required parameter: 'model' (a compact request names the model, like "
-            "a response request)."
+            "Missing required parameter: 'model' (it names the model, as in a response request)."
             if model is None
             else f"Invalid value for 'model': must be a non-empty string, got {model!r}",
             param="model",
             code="missing_required_parameter" if model is None else "invalid_value",
         )
     pending: list[Pending] = []
-    request = {k: data[k] for k in ("input", "previous_response_id") if k in data}
+    request = {k: data[k] for k in fields if k in data}
     request.setdefault("input", [])
     _, parsed, messages = parse_responses_request(
         encode(request), max_messages=max_messages, max_depth=max_depth, pending=pending
     )
     messages = await wire.resolve(messages, pending, owner)
     previous = await wire.previous(parsed.previous_response_id, owner)
-    response_id = new_response_id()
-    return compaction_response(wire.sealer.seal([*previous, *messages], owner), response_id)
+    return model, chat_messages(parsed, messages, previous, copy=False)
+
+
+async def _call(fn: Callable[..., Any], messages: list[dict[str, Any]]) -> Any:
+    result = fn(messages)
+    return await result if inspect.isawaitable(result) else result
+
+
+async def compact(
+    wire: ResponsesWire,
+    body: bytes,
+    owner: str | None,
+    agent: str | None = None,
+    *,
+    max_messages: int = 10_000,
+    max_depth: int = 64,
+) -> dict[str, Any]:
+    """Answer `POST /responses/compact`: the conversation (see `conversation_of`) sealed
+    into one `compaction` item; through the agent's own compactor first, when it has one
+    (`agent`, else the one `model` names: see `AgentDecorator.compactor`)."""
+    from .objects import new_response_id
+
+    model, messages = await conversation_of(
+        wire, body, owner, max_messages=max_messages, max_depth=max_depth
+    )
+    compactor = wire.compactors.get(agent or model)
+    if compactor is not None:
+        compacted = await _call(compactor, messages)
+        if isinstance(compacted, str):
+            compacted = [{"role": "system", "content": compacted}]
+        if not isinstance(compacted, list) or not all(isinstance(m, dict) for m in compacted):
+            raise TypeError(
+                f"the compactor of agent {agent or model!r} returns a list of messages or a "
+                f"str, got {type(compacted).__name__}"
+            )
+        messages = compacted
+    return compaction_response(wire.sealer.seal(messages, owner), new_response_id())
+
+
+async def count_input_tokens(
+    wire: ResponsesWire,
+    body: bytes,
+    owner: str | None,
+    agent: str | None = None,
+    *,
+    max_messages: int = 10_000,
+    max_depth: int = 64,
+) -> dict[str, Any]:
+    """Answer `POST /responses/input_tokens` with the agent's own counter (see
+    `AgentDecorator.input_tokens`); a 400 when the agent has none."""
+    model, messages = await conversation_of(
+        wire,
+        body,
+        owner,
+        max_messages=max_messages,
+        max_depth=max_depth,
+        fields=("input", "previous_response_id", "instructions"),
+    )
+    counter = wire.token_counters.get(agent or model)
+    if counter is None:
+        raise RequestError(
+            400,
+            f"Counting input tokens is not offered for agent {agent or model!r}: it says what "
+            "it used in each response's usage.",
+            code="unsupported_endpoint",
+        )
+    count = await _call(counter, messages)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise TypeError(
+            f"the input token counter of agent {agent or model!r} returns an int >= 0, "
+            f"got {count!r}"
+        )
+    return {"object": "response.input_tokens", "input_tokens": count}

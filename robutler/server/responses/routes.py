@@ -9,7 +9,8 @@ Under an agent (`/NAME/responses/...`) and the front door (`/v1/responses/...`) 
   this server runs none;
 - `POST /responses/compact`: the conversation sealed into a `compaction` item
   (`compaction.py`);
-- `POST /responses/input_tokens`: 400, counting input tokens is not offered.
+- `POST /responses/input_tokens`: the agent's own count (`app.agent.input_tokens`), else
+  400: counting input tokens is not offered.
 
 Each runs the server's before hooks first, as an agent request does (a hook may reject
 it, and one that authenticates users names the owner, `current_context().owner`), and
@@ -28,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..context import RequestState, _current, store_owner
 from ..protocol import RequestError, encode, not_allowed
-from .compaction import compact
+from .compaction import compact, count_input_tokens
 from .items import input_items, item_list, list_params
 
 if TYPE_CHECKING:
@@ -150,25 +151,16 @@ async def _serve(
     owner = store_owner(state)
     wire = server.responses_wire
     store = wire.store
-    if sub == "compact":
+    if sub in ("compact", "input_tokens"):
         assert state.request is not None
-        endpoint = server.endpoint
-        body = await compact(
-            wire,
-            await state.request.body(),
-            owner,
-            max_messages=endpoint.max_messages,
-            max_depth=endpoint.max_depth,
-        )
+        limits = {
+            "max_messages": server.endpoint.max_messages,
+            "max_depth": server.endpoint.max_depth,
+        }
+        answer = compact if sub == "compact" else count_input_tokens
+        body = await answer(wire, await state.request.body(), owner, state.agent_name, **limits)
         await _json(body, scope, receive, send)
         return
-    if sub == "input_tokens":
-        raise RequestError(
-            400,
-            "Counting input tokens is not supported by this server: its agents say what "
-            "they used in each response's usage.",
-            code="unsupported_endpoint",
-        )
     if sub == "cancel":
         raise RequestError(
             400,

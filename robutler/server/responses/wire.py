@@ -11,7 +11,7 @@ client that continues at once finds it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,9 @@ class ResponsesWire:
     def __init__(self, store: ResponseStore, sealer: Sealer | None = None) -> None:
         self.store = store
         self._sealer = sealer
+        # agents' own compactors and input token counters, by agent name (app.agent...)
+        self.compactors: dict[str, Callable[..., Any]] = {}
+        self.token_counters: dict[str, Callable[..., Any]] = {}
 
     @property
     def sealer(self) -> Sealer:
