@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import production, report
+from benchmarks import production, report, websocket_loop
 from benchmarks.client import RESPONSES_PATH, request_body, responses_body
 from benchmarks.harness import (
     APPS,
@@ -78,7 +78,7 @@ QUICK = Plan(
     slow_streams=1_000,
     slow_rounds=2,
 )
-SECTIONS = ("core", "slow", "sdk", "workers")
+SECTIONS = ("core", "slow", "sdk", "workers", "websocket")
 
 # (workload, connections, chunks, stream, its server-CPU figure)
 THROUGHPUT = (
@@ -390,6 +390,9 @@ def run(
         figures.update(
             production.workers(cores, plan.rounds, plan.seconds, NON_STREAM_CHUNKS)["figures"]
         )
+    if "websocket" in sections:
+        log(f"20-turn agent loops, WebSocket and HTTP: {plan.rounds} rounds of {plan.seconds}s")
+        result["websocket_loop"] = websocket_loop.measure(cores, plan.rounds, plan.seconds)
     result["rounds"] = figures
     result["medians"] = {
         w: {k: statistics.median(v) for k, v in f.items() if v} for w, f in figures.items()

@@ -70,6 +70,10 @@ def _cell(value: float, a: float, b: float) -> str:
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issues with what was measured and whether it holds."""
     out = core_targets(result) if "memory_requests" in result else []
+    if "websocket_loop" in result:
+        from benchmarks.websocket_loop import target
+
+        out.append(target(result["websocket_loop"]))
     return out + production_targets(result)
 
 

@@ -155,6 +155,8 @@ def limit_options(args: argparse.Namespace) -> dict[str, Any]:
     """uvicorn options for the connection limits (see robutler.serving)."""
     os.environ["ROBUTLER_MAX_HEADER_SIZE"] = str(args.max_header_size)
     os.environ["ROBUTLER_HEADER_TIMEOUT"] = str(args.header_timeout)
+    os.environ["ROBUTLER_BODY_TIMEOUT"] = str(args.body_timeout)
+    os.environ["ROBUTLER_MIN_BODY_RATE"] = str(args.min_body_rate)
     options: dict[str, Any] = {
         "limit_concurrency": args.limit_concurrency or None,
         "timeout_keep_alive": args.timeout_keep_alive,
@@ -298,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit-concurrency",
         type=int,
         default=1000,
-        help="connections and requests served at once; more get 503 (default: 1000; 0: no limit)",
+        help="requests in progress at once (a body received, the answer not finished), per "
+        "worker; more get 503; idle connections and bodies still arriving do not count "
+        "(default: 1000; 0: no limit)",
     )
     limits.add_argument(
         "--timeout-keep-alive",
@@ -317,6 +321,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds a client has to send its request headers (default: 10)",
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send its request body, plus one for every "
+        "--min-body-rate bytes it sent; beyond, 408 (default: 10)",
+    )
+    limits.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=1024.0,
+        help="bytes a second a body slower than --body-timeout must keep up (default: 1024)",
     )
     srv.add_argument(
         "--responses-db",

@@ -7,7 +7,8 @@ stay light):
 - `validate_completion`, `validate_chunk`, `validate_stream`, `StreamReport`,
   `ConformanceError`: OpenAI wire-format checks, also through the official client's types.
 - `validate_response`, `validate_response_stream`, `ResponseStreamReport`: the same for
-  the Responses API (`response` objects and their semantic SSE events).
+  the Responses API (`response` objects and their semantic SSE events);
+  `validate_response_messages` for a WebSocket-mode turn's messages.
 - `create_test_client`: a TestClient that keeps one event loop for its life.
 - `FinalizeRecorder`: checks that finalize ran exactly once per request.
 - `mock_openai`: the upstream OpenAI API on 127.0.0.1, for real Agents SDK agents.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .response_validators import (
         ResponseStreamReport,
         validate_response,
+        validate_response_messages,
         validate_response_stream,
     )
     from .validators import (
@@ -49,6 +51,7 @@ _WHERE = {
     "ConformanceError": "validators",
     "Problem": "validators",
     "validate_response": "response_validators",
+    "validate_response_messages": "response_validators",
     "validate_response_stream": "response_validators",
     "ResponseStreamReport": "response_validators",
     "create_test_client": "client",
@@ -73,6 +76,7 @@ __all__ = [
     "validate_chunk",
     "validate_completion",
     "validate_response",
+    "validate_response_messages",
     "validate_response_stream",
     "validate_stream",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "EventProblem",
     "ResponseStreamReport",
     "validate_response",
+    "validate_response_messages",
     "validate_response_stream",
 ]
 
@@ -363,23 +364,112 @@ def _load(obj: Any, what: str, problems: list[Problem], index: int | None) -> An
     return dict(obj)
 
 
+# What the Open Responses specification's `ResponseResource` requires beyond what
+# `openai.types.responses.Response` does: field -> (what it must be, its check).
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    """An integer as JSON Schema sees one (`3.0` is one: the spec's `integer`)."""
+    return _is_int(v) or (isinstance(v, float) and v.is_integer())
+
+
+def _object(v: Any) -> bool:
+    return isinstance(v, Mapping)
+
+
+def _nullable(check: Any) -> Any:
+    return lambda v: v is None or check(v)
+
+
+_OPEN_RESPONSES: dict[str, tuple[str, Any]] = {
+    "completed_at": ("an integer or null", _nullable(_integer)),
+    "incomplete_details": ("an object or null", _nullable(_object)),
+    "previous_response_id": ("a string or null", _nullable(lambda v: isinstance(v, str))),
+    "instructions": ("a string or null", _nullable(lambda v: isinstance(v, str))),
+    "error": ("an object or null", _nullable(_object)),
+    "tools": ("an array", lambda v: isinstance(v, list)),
+    "tool_choice": ("a string or an object", lambda v: isinstance(v, (str, Mapping))),
+    "truncation": ("a string", lambda v: isinstance(v, str)),
+    "parallel_tool_calls": ("a boolean", lambda v: isinstance(v, bool)),
+    "text": ("an object", _object),
+    "top_p": ("a number", _number),
+    "presence_penalty": ("a number", _number),
+    "frequency_penalty": ("a number", _number),
+    "top_logprobs": ("an integer", _integer),
+    "temperature": ("a number", _number),
+    "reasoning": ("an object or null", _nullable(_object)),
+    "usage": ("an object or null", _nullable(_object)),
+    "max_output_tokens": ("an integer or null", _nullable(_integer)),
+    "max_tool_calls": ("an integer or null", _nullable(_integer)),
+    "store": ("a boolean", lambda v: isinstance(v, bool)),
+    "background": ("a boolean", lambda v: isinstance(v, bool)),
+    "service_tier": ("a string", lambda v: isinstance(v, str)),
+    "metadata": ("present", lambda v: True),
+    "safety_identifier": ("a string or null", _nullable(lambda v: isinstance(v, str))),
+    "prompt_cache_key": ("a string or null", _nullable(lambda v: isinstance(v, str))),
+}
+_SPEC = "(required by the Open Responses ResponseResource)"
+
+
+def _check_open_responses(check: _Checker, obj: Mapping[str, Any]) -> None:
+    """The fields the Open Responses `ResponseResource` requires (null where it allows)."""
+    for key, (what, ok) in _OPEN_RESPONSES.items():
+        if key not in obj:
+            check.bad((key,), f"is missing; it must be {what} {_SPEC}")
+        elif not ok(obj[key]):
+            check.bad((key,), f"must be {what}, got {_kind(obj[key])} {_SPEC}")
+    reasoning = obj.get("reasoning")
+    if isinstance(reasoning, Mapping):
+        for key in ("effort", "summary"):
+            if key not in reasoning:
+                check.bad(("reasoning", key), f"is missing (null allowed) {_SPEC}")
+    for i, tool in enumerate(obj.get("tools") or ()):
+        if not isinstance(tool, Mapping) or tool.get("type") != "function":
+            continue
+        for key in ("description", "parameters", "strict"):
+            if key not in tool:
+                check.bad(("tools", i, key), f"is missing (null allowed) {_SPEC}")
+    usage = obj.get("usage")
+    if isinstance(usage, Mapping):
+        for details, key in (
+            ("input_tokens_details", "cached_tokens"),
+            ("output_tokens_details", "reasoning_tokens"),
+        ):
+            inner = usage.get(details)
+            if not isinstance(inner, Mapping) or not _is_int(inner.get(key)):
+                check.bad(("usage", details, key), f"must be an integer {_SPEC}")
+
+
 def _check_response(
-    data: Mapping[str, Any], problems: list[Problem], index: int | None, prefix: Path = ()
+    data: Mapping[str, Any],
+    problems: list[Problem],
+    index: int | None,
+    prefix: Path = (),
+    open_responses: bool = True,
 ) -> None:
     from openai.types.responses import Response
 
     check = _Checker(problems, index, prefix)
     check.response(data)
+    if open_responses:  # a checker of its own: the strict parse still names its findings
+        _check_open_responses(_Checker(problems, index, prefix), data)
     _strict_parse(Response, data, problems, index, check.faulted, prefix)
 
 
 # public: one response ----------------------------------------------------------------
 
 
-def validate_response(body: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
+def validate_response(
+    body: Mapping[str, Any] | str | bytes, *, open_responses: bool = True
+) -> dict[str, Any]:
     """Check a `response` object (dict or JSON) and return it as a dict.
 
-    Raises `ConformanceError` listing every problem (their `index` is None).
+    With `open_responses` (the default) it must also be an Open Responses
+    `ResponseResource`: sampling values as numbers, `service_tier` a string, the
+    nullable fields present, function tools complete. Raises `ConformanceError` listing
+    every problem (their `index` is None).
     """
     problems: list[Problem] = []
     data = _load(body, "response", problems, None)
@@ -389,7 +479,7 @@ def validate_response(body: Mapping[str, Any] | str | bytes) -> dict[str, Any]:
             message = error.get("message") if isinstance(error, Mapping) else error
             problems.append(EventProblem(None, f"got an error instead of a response: {message!r}"))
         else:
-            _check_response(data, problems, None)
+            _check_response(data, problems, None, open_responses=open_responses)
     if problems:
         raise ConformanceError(problems, "response")
     assert data is not None
@@ -839,13 +929,17 @@ def _client_accumulator(events: list[tuple[int, Any]], problems: list[Problem]) 
 
 
 def validate_response_stream(
-    sse: str | bytes | Iterable[str | bytes], *, expect_usage: bool | None = None
+    sse: str | bytes | Iterable[str | bytes],
+    *,
+    expect_usage: bool | None = None,
+    open_responses: bool = True,
 ) -> ResponseStreamReport:
     """Check a Responses API SSE stream and report what it said.
 
     `sse` is the raw body (str or bytes), its byte chunks as they arrived, or its lines
     (`iter_lines()`). `expect_usage=True/False` also requires the final response's usage
-    to be there / absent. Problems carry the index of the event they concern. A stream
+    to be there / absent. With `open_responses` (the default) every response snapshot
+    must also be an Open Responses `ResponseResource` (see `validate_response`). Problems carry the index of the event they concern. A stream
     that ends in `response.failed` is valid (its report's `status` is "failed"). Raises
     `ConformanceError`.
     """
@@ -897,7 +991,7 @@ def validate_response_stream(
                 )
             response = event.get("response")
             if isinstance(response, Mapping):
-                _check_response(response, problems, index, ("response",))
+                _check_response(response, problems, index, ("response",), open_responses)
             for key in ("item",):
                 if isinstance(event.get(key), Mapping):
                     check.item(
@@ -916,3 +1010,39 @@ def validate_response_stream(
     if problems:
         raise ConformanceError(problems, "Responses stream")
     return stream.report()
+
+
+def validate_response_messages(
+    messages: Iterable[Mapping[str, Any] | str | bytes],
+    *,
+    expect_usage: bool | None = None,
+    open_responses: bool = True,
+) -> ResponseStreamReport:
+    """Check the messages of one WebSocket-mode turn (`response.create` answered) and
+    report what they said: the same events, by the same rules, as a streamed HTTP answer
+    (`validate_response_stream`), one JSON message each; a turn refused with an `error`
+    envelope (`{"type": "error", "status": ..., "error": {...}}`) reports status "error".
+    A `stream_id` the client gave is allowed on every event.
+    """
+    frames: list[str] = []
+    for message in messages:
+        event = json.loads(message) if isinstance(message, (str, bytes)) else dict(message)
+        event.pop("stream_id", None)
+        if event.get("type") == "error" and isinstance(event.get("error"), Mapping):
+            problems: list[Problem] = []
+            error = event["error"]
+            if not _is_int(event.get("status")):
+                problems.append(EventProblem(len(frames), "an error envelope has a status"))
+            for key in ("code", "message"):
+                if not isinstance(error.get(key), str):
+                    problems.append(EventProblem(len(frames), f"error.{key} must be a string"))
+            if problems:
+                raise ConformanceError(problems, "WebSocket error envelope")
+            return ResponseStreamReport(
+                events=[event], text="", tool_calls=[], usage=None, status="error", error=error
+            )
+        kind = event.get("type")
+        frames.append(f"event: {kind}\ndata: {json.dumps(event)}\n\n")
+    return validate_response_stream(
+        "".join(frames), expect_usage=expect_usage, open_responses=open_responses
+    )

@@ -7,9 +7,18 @@ from typing import Any
 from robutler_testing.asgi import ASGIExchange as ASGICall
 from robutler_testing.sse import SSEDecoder, decode_sse
 
-__all__ = ["USER", "ASGICall", "post", "run_downstream_tests", "sse_events", "stream_content"]
+__all__ = [
+    "JSON_TYPE",
+    "USER",
+    "ASGICall",
+    "post",
+    "run_downstream_tests",
+    "sse_events",
+    "stream_content",
+]
 
 USER = [{"role": "user", "content": "hello"}]
+JSON_TYPE = {"content-type": "application/json"}  # for bodies sent as raw bytes
 
 
 def sse_events(text: str | bytes) -> list[Any]:

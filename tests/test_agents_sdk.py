@@ -194,7 +194,7 @@ def test_client_disconnect_cancels_the_run() -> None:
             ).encode()
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(
-                    b"POST /assistant/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"POST /assistant/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                     b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
                 )
                 received = b""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
-from helpers import USER, post, sse_events
+from helpers import JSON_TYPE, USER, post, sse_events
 
 from robutler.server import ServerBase
 
@@ -120,7 +120,9 @@ def test_invalid_body_is_422_naming_the_field(
     ],
 )
 def test_malformed_body_is_422(client: Any, raw: bytes, words: str) -> None:
-    error = assert_openai_error(client.post("/ok/chat/completions", content=raw), 422)
+    error = assert_openai_error(
+        client.post("/ok/chat/completions", content=raw, headers=JSON_TYPE), 422
+    )
     assert words in error["message"]
 
 
@@ -134,7 +136,9 @@ def test_body_over_limit_is_413(client: Any) -> None:
         for _ in range(100):
             yield b"x" * 100
 
-    assert_openai_error(client.post("/ok/chat/completions", content=chunks()), 413)
+    assert_openai_error(
+        client.post("/ok/chat/completions", content=chunks(), headers=JSON_TYPE), 413
+    )
 
 
 def test_agent_exception_is_500_without_internals(

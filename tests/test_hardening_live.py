@@ -180,24 +180,35 @@ def test_serve_limits_header_size_header_time_and_concurrency() -> None:
         "--limit-concurrency",
         "3",
     ) as (base, _):
-        big = b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n"
+        big = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n"
         assert _raw_request(base, big).startswith(b"HTTP/1.1 431")
-        small = b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        small = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
         assert _raw_request(base, small).startswith(b"HTTP/1.1 200")
         # A slow client that never finishes its headers is cut off: recv sees the close
         # (b"") long before the socket's own 10 s timeout would end the read.
         started = time.monotonic()
-        assert _raw_request(base, b"GET /health HTTP/1.1\r\nhost: x\r\n") == b""
+        assert _raw_request(base, b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n") == b""
         assert time.monotonic() - started < 9, "the header timeout did not close the socket"
-        # More connections than the limit: the next request is answered 503.
+        # The limit counts requests in progress, not connections: idle sockets leave room,
+        # three streams in progress (the demo's `stream` agent telling a long story) do not.
         host, port = base.removeprefix("http://").split(":")
         idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        busy = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
         try:
+            assert _raw_request(base, small).startswith(b"HTTP/1.1 200")
+            story = {"messages": [{"role": "user", "content": "word " * 300}], "stream": True}
+            body = json.dumps(story).encode()
+            for sock in busy:
+                sock.sendall(
+                    b"POST /stream/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+                    b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                    % (len(body), body)
+                )
             assert wait_for(
                 lambda: _raw_request(base, small).startswith(b"HTTP/1.1 503"), timeout=10
             )
         finally:
-            for sock in idle:
+            for sock in idle + busy:
                 sock.close()
 
 

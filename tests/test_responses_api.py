@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
-from helpers import ASGICall
+from helpers import JSON_TYPE, ASGICall
 from starlette.responses import JSONResponse
 
 from robutler.server import Server, ServerBase, StreamingWrapper, current_context, pricing
@@ -226,7 +226,9 @@ def test_invalid_body_is_a_422_naming_the_field(client: Any) -> None:
     assert_error(client.post("/text/responses", json={"input": 5}), 422, param="input")
     bad = {"input": [{"role": "user", "content": [{"type": "nope"}]}]}
     assert_error(client.post("/text/responses", json=bad), 422, param="input[0].content[0].type")
-    assert_error(client.post("/text/responses", content=b"{"), 422, code="invalid_json")
+    assert_error(
+        client.post("/text/responses", content=b"{", headers=JSON_TYPE), 422, code="invalid_json"
+    )
 
 
 def test_unknown_agent_and_wrong_method(client: Any) -> None:

@@ -262,11 +262,14 @@ BAD_REQUESTS = [
         "input[0].output",
         "string",
     ),
+    ({"input": [{"type": {}, "call_id": "c", "output": ""}]}, "input[0].type", "string"),
     ({"input": "x", "stream": "yes"}, "stream", "boolean"),
     ({"input": "x", "store": 1}, "store", "boolean"),
     ({"input": "x", "instructions": ["a"]}, "instructions", "string"),
     ({"input": "x", "temperature": 3}, "temperature", "less than or equal"),
     ({"input": "x", "top_p": -1}, "top_p", "greater than or equal"),
+    ({"input": "x", "presence_penalty": 2.5}, "presence_penalty", "less than or equal"),
+    ({"input": "x", "frequency_penalty": "lots"}, "frequency_penalty", "number"),
     ({"input": "x", "max_output_tokens": 0}, "max_output_tokens", "greater than or equal"),
     ({"input": "x", "metadata": {"k": 1}}, "metadata.k", "string"),
     ({"input": "x", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", "16"),
@@ -479,12 +482,33 @@ def test_response_echoes_the_request() -> None:
         store=False,
         parallel_tool_calls=False,
         user="u1",
+        presence_penalty=0.25,
+        frequency_penalty=-1,
+        reasoning={"effort": "low"},
+        prompt_cache_key="k",
     )
     validate_response(body)
-    assert body["instructions"] == "Be kind." and body["tools"] == [tool]
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.25, -1)
+    assert body["reasoning"] == {"effort": "low", "summary": None}
+    assert (body["prompt_cache_key"], body["safety_identifier"]) == ("k", None)
+    complete = {**tool, "description": None, "strict": None}  # every field of a FunctionTool
+    assert body["instructions"] == "Be kind." and body["tools"] == [complete]
     assert (body["tool_choice"], body["temperature"], body["top_p"]) == ("required", 0.5, 0.9)
     assert (body["max_output_tokens"], body["previous_response_id"]) == (50, "resp_prev")
     assert (body["store"], body["parallel_tool_calls"], body["user"]) == (False, False, "u1")
+
+
+def test_a_response_to_a_bare_request_has_the_specs_defaults() -> None:
+    """Sampling values the request left out are the API's defaults, as numbers."""
+    body = build(completion({"role": "assistant", "content": "x"}))
+    validate_response(body)
+    defaults = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "top_logprobs")
+    assert [body[k] for k in defaults] == [1.0, 1.0, 0.0, 0.0, 0]
+    assert (body["service_tier"], body["reasoning"], body["safety_identifier"]) == (
+        "default",
+        None,
+        None,
+    )
 
 
 answers = st.fixed_dictionaries(
@@ -614,6 +638,8 @@ ONE_FIELD = {
     "metadata": {"k": "v"},
     "temperature": 0.5,
     "top_p": 0.5,
+    "presence_penalty": 0.5,
+    "frequency_penalty": -0.5,
     "max_output_tokens": 9,
     "max_tool_calls": 2,
     "top_logprobs": 3,
@@ -947,3 +973,31 @@ def test_a_stored_conversation_is_its_input_then_its_output_also_in_the_old_shap
     # records written before the output was kept as output alone hold the whole turn
     old = {"response": {"output": output}, "messages": [{"role": "user", "content": "x"}]}
     assert conversation(old) == [{"role": "user", "content": "x"}]
+
+
+def test_items_that_stand_for_others_are_left_for_the_wire() -> None:
+    from robutler.server.responses.request import items_to_messages, splice
+
+    pending: list[Any] = []
+    items = [
+        {"role": "user", "content": "a"},
+        {"type": "item_reference", "id": "msg_1"},
+        {"type": "compaction", "encrypted_content": "x"},
+    ]
+    messages = items_to_messages(items, "input", pending)
+    assert [path for _, _, path in pending] == ["input[1]", "input[2]"]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    expansions = {
+        id(pending[0][0]): [{"role": "assistant", "content": "b"}],
+        id(pending[1][0]): [{"role": "assistant", "content": None, "tool_calls": [call]}],
+    }
+    assert splice(messages, expansions) == [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b", "tool_calls": [call]},
+    ]
+    with pytest.raises(RequestError) as info:  # refused where nothing resolves them
+        items_to_messages(items, "input")
+    assert info.value.param == "input[1].type"
+    with pytest.raises(RequestError) as info:  # a type that is no string, with pending too
+        items_to_messages([{"type": {}, "call_id": "c", "output": ""}], "input", [])
+    assert info.value.param == "input[0].type"

@@ -214,25 +214,38 @@ def test_the_agents_sdk_runs_on_a_served_agent(base_url: str, model_class: Any) 
 # the README's examples, as written --------------------------------------------------------
 
 
-def test_the_readme_v1_example_runs_against_the_readme_agents(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def run_readme_example(marker: str) -> None:
+    """Run the README's `marker` example against its first agents, served by uvicorn."""
     import re
     from pathlib import Path
 
+    from robutler.server.store import MemoryStore
     from robutler_testing.live import LiveServer
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     agents_src = re.search(r"```python\n(# my_agents.py\n.*?)```", readme, re.S)
-    example = re.search(r"<!-- readme-v1-example -->\n```python\n(.*?)```", readme, re.S)
-    assert agents_src and example, "README lost its agents or its /v1 example"
+    example = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", readme, re.S)
+    assert agents_src and example, f"README lost its agents or its {marker} example"
     namespace: dict[str, Any] = {}
     exec(compile(agents_src.group(1), "my_agents.py", "exec"), namespace)
+    namespace["app"].response_store = MemoryStore()
     with LiveServer(namespace["app"]) as server:
         code = example.group(1).replace("http://127.0.0.1:8000", server.url)
-        exec(compile(code, "readme_v1_example.py", "exec"), {})
+        exec(compile(code, f"{marker}.py", "exec"), {})
+
+
+def test_the_readme_v1_example_runs_against_the_readme_agents(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_readme_example("readme-v1-example")
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "['assistant', 'counter']"
     assert out[1] == "You said: Hello"
     assert out[2] == "You said: Stream itcompleted"
     assert out[3] == "You said: More?"
+
+
+def test_the_readme_websocket_compaction_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    run_readme_example("readme-responses-more")
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["You said: Hello", "You said: Again", "['message']", "You said: Hi"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import post, sse_events, stream_content
+from helpers import JSON_TYPE, post, sse_events, stream_content
 from starlette.responses import JSONResponse, StreamingResponse
 
 from robutler.server import ServerBase
@@ -451,7 +451,9 @@ def test_messages_reach_agent_with_every_field(app: ServerBase) -> None:
         "unknown_vendor_field": {"kept": True},
     }
     with TestClient(app) as client:
-        response = client.post("/fields/chat/completions", content=json.dumps(body))
+        response = client.post(
+            "/fields/chat/completions", content=json.dumps(body), headers=JSON_TYPE
+        )
     assert response.status_code == 200, response.text
     assert received == [messages]
 

@@ -31,8 +31,9 @@ from .agents import (
     looks_like_handler,
 )
 from .auth import ApiKeys
-from .config import FROM_ENV, FromEnv, load_env, seconds
+from .config import FROM_ENV, FromEnv, env_list, load_env, seconds
 from .context import RequestState, get_context
+from .crosssite import HostCheck
 from .endpoint import (
     DEFAULT_MAX_ANSWER_SIZE,
     DEFAULT_MAX_BODY_SIZE,
@@ -40,10 +41,12 @@ from .endpoint import (
     DEFAULT_REQUEST_TIMEOUT,
     AgentEndpoint,
 )
-from .frontdoor import FrontDoor, check_prefix, model_object, stored_response
+from .frontdoor import FrontDoor, check_prefix, model_object
 from .lifecycle import Hooks, StreamingWrapper
 from .playground import Playground
 from .protocol import RequestError, encode, error_response
+from .responses.routes import serve_stored
+from .responses.websocket import ResponsesSocket
 from .responses.wire import ResponsesWire
 from .routes import RouteTable
 from .store import MemoryStore, ResponseStore, SQLiteStore
@@ -156,6 +159,32 @@ class AgentDecorator:
         self._server.hooks.add_finalize(fn)
         return fn
 
+    def compactor(self, name: str) -> Callable[[F], F]:
+        """`@app.agent.compactor("NAME")`: agent NAME's own compaction. `fn(messages)`
+        (sync or async) gets the conversation `POST /responses/compact` was asked to
+        compact (Chat Completions messages) and returns what stands for it: messages, or
+        a str (a summary, one system message). That is what gets sealed; without a
+        compactor the whole conversation is."""
+        return self._responses_hook(name, self._server.responses_wire.compactors)
+
+    def input_tokens(self, name: str) -> Callable[[F], F]:
+        """`@app.agent.input_tokens("NAME")`: `fn(messages)` (sync or async) counts the
+        input tokens of a request's conversation for `POST /responses/input_tokens`;
+        without it that route is a 400 saying it is not offered."""
+        return self._responses_hook(name, self._server.responses_wire.token_counters)
+
+    def _responses_hook(self, name: str, table: dict[str, Any]) -> Callable[[F], F]:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name the agent this is for, as a str; got {name!r}")
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError(f"expected a function of the messages, got {fn!r}")
+            table[name] = fn
+            return fn
+
+        return register
+
 
 def _handler_name(fn: Any) -> str:
     name = getattr(fn, "__name__", "")
@@ -202,6 +231,10 @@ class ServerBase(FastAPI):
     - `openai_prefix`: where the OpenAI front door is (`/v1`: `GET /v1/models`,
       `POST /v1/chat/completions`, `POST /v1/responses`, the agent picked by `model`);
       None turns it off. Its first segment cannot be an agent's name.
+    - `allowed_hosts`: Host names served besides the loopback ones when the server is
+      reached on a loopback address (where any other name is refused, 400 `invalid_host`,
+      against DNS rebinding); default `ROBUTLER_ALLOWED_HOSTS` (comma-separated); `["*"]`
+      turns the check off. List the public name a proxy on the same machine passes on.
     - `response_store`: where Responses API answers are stored (for `previous_response_id`,
       `GET`/`DELETE .../responses/{id}`); default an `SQLiteStore` at
       `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
@@ -226,6 +259,7 @@ class ServerBase(FastAPI):
         playground: bool | None = None,
         openai_prefix: str | None = "/v1",
         response_store: ResponseStore | None = None,
+        allowed_hosts: Iterable[str] | None = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -246,6 +280,11 @@ class ServerBase(FastAPI):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{label} must be a positive int, got {value!r}")
         self.api_keys = ApiKeys.configure(api_keys)
+        if isinstance(allowed_hosts, str):
+            raise TypeError("allowed_hosts is a list of host names, e.g. ['robutler.example']")
+        self.host_check = HostCheck(
+            env_list("ROBUTLER_ALLOWED_HOSTS") if allowed_hosts is None else allowed_hosts
+        )
         self.hooks = Hooks(hook_errors)
         self.agent = AgentDecorator(self)
         self.endpoint = AgentEndpoint(
@@ -303,6 +342,15 @@ class ServerBase(FastAPI):
             self.reserved_names.add(openai_prefix.strip("/").split("/")[0])
             for path, app, route_name in self.front_door.routes():
                 self.route_table.add(path, app, route_name)
+            self.route_table.add_socket(f"{openai_prefix}/responses", self._socket(None, None))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            host = self.host_check.refused(scope)
+            if host is not None:  # a rebound DNS name on a loopback server (crosssite.py)
+                await self.host_check.refuse(host, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
     @property
     def response_store(self) -> ResponseStore:
@@ -314,6 +362,14 @@ class ServerBase(FastAPI):
         if not isinstance(store, ResponseStore):
             raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
         self.responses_wire.store = store
+
+    def _socket(self, name: str | None, specs: list[AgentSpec] | None) -> ResponsesSocket:
+        """The Responses API's WebSocket mode for agent `name` (None: picked by `model`)."""
+
+        async def serve_turn(scope: Scope, receive: Receive, send: Send, wire: Any) -> None:
+            await self.endpoint(scope, receive, send, name, specs, wire)
+
+        return ResponsesSocket(serve_turn, self.responses_wire, self.api_keys)
 
     def _specs_for_model(self, model: str) -> list[AgentSpec]:
         if self.front_door is None:  # pragma: no cover - only the front door routes by model
@@ -350,12 +406,13 @@ class ServerBase(FastAPI):
         for path, kind in (
             (f"/{name}/chat/completions", CHAT),
             (f"/{name}/responses", RESPONSES),
-            (f"/{name}/responses/{{response_id}}", STORED),
+            (f"/{name}/responses/{{response_id:path}}", STORED),
             (f"/{name}/models", MODELS),
             (f"/{name}/models/{{model_id:path}}", MODEL),
             (f"/{name}", INFO),
         ):
             self.route_table.add(path, _AgentRoute(self, kind, name, specs), f"agent:{name}:{kind}")
+        self.route_table.add_socket(f"/{name}/responses", self._socket(name, specs))
         return spec
 
     def add_dynamic_agent(
@@ -469,8 +526,10 @@ class ServerBase(FastAPI):
         if kind == RESPONSES and method == "POST":
             await self.endpoint(scope, receive, send, name, specs, self.responses_wire)
             return
-        if method not in _ALLOWED[kind] and not (
-            method == "HEAD" and kind not in (CHAT, RESPONSES) and "GET" in _ALLOWED[kind]
+        if (
+            kind != STORED  # its sub-routes say their own methods
+            and method not in _ALLOWED[kind]
+            and not (method == "HEAD" and kind not in (CHAT, RESPONSES) and "GET" in _ALLOWED[kind])
         ):
             allowed = ", ".join(_ALLOWED[kind])
             response = error_response(
@@ -494,7 +553,10 @@ class ServerBase(FastAPI):
             await exc.response()(scope, receive, send)
             return
         if kind == STORED:
-            await stored_response(self, scope, receive, send, owner)
+            try:
+                await serve_stored(self, scope, receive, send, owner, name)
+            except RequestError as exc:
+                await exc.response()(scope, receive, send)
             return
         if kind == CHAT:
             body: dict[str, Any] = {
@@ -550,8 +612,8 @@ def _agent_route_kind(parts: list[str], scope: Scope) -> str | None:
         return CHAT
     if rest == ["responses"]:
         return RESPONSES
-    if len(rest) == 2 and rest[0] == "responses" and rest[1]:
-        scope["path_params"] = {"response_id": rest[1]}
+    if len(rest) >= 2 and rest[0] == "responses" and rest[1]:
+        scope["path_params"] = {"response_id": "/".join(rest[1:])}
         return STORED
     if len(rest) >= 2 and rest[0] == "models" and all(rest[1:]):
         return MODEL

@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from .agents import find_agent
 from .context import RequestState, _current
+from .crosssite import check_json_body
 from .eager import resume
 from .lifecycle import Hooks, StreamingWrapper
 from .pricing import apply_request_charges
@@ -96,12 +97,14 @@ def incoming_request_id(scope: Scope) -> str | None:
 
 
 class AgentRequest(Request):
-    """A Request whose body is read at most `max_body_size` bytes, never buffered past it."""
+    """A Request whose body is read at most `max_body_size` bytes, never buffered past it,
+    and only when it says it is JSON (415 otherwise)."""
 
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
+            check_json_body(self.scope)  # 415: a cross-site form or no-cors fetch
             limit = self.max_body_size
             length = self.headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > limit:

@@ -21,13 +21,14 @@ from starlette.types import Receive, Scope, Send
 
 from .agents import AgentSpec, find_agent, is_agent_name
 from .endpoint import model_not_found
-from .protocol import RequestError, encode, error_response
+from .protocol import RequestError, encode, not_allowed
+from .responses.routes import serve_stored
 from .wire import CHAT
 
 if TYPE_CHECKING:
     from .base import ServerBase
 
-__all__ = ["FrontDoor", "check_prefix", "model_object", "stored_response"]
+__all__ = ["FrontDoor", "check_prefix", "model_object"]
 
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]*")
 
@@ -73,36 +74,6 @@ async def _json(body: Any, scope: Scope, receive: Receive, send: Send, status: i
     )
 
 
-def _not_found(response_id: str) -> RequestError:
-    return RequestError(
-        404,
-        f"Response with id {response_id!r} not found.",
-        param="response_id",
-        code="response_not_found",
-    )
-
-
-async def stored_response(
-    server: ServerBase, scope: Scope, receive: Receive, send: Send, owner: str | None
-) -> None:
-    """`GET` (the response object) or `DELETE` a stored response, for the key's owner."""
-    response_id = scope["path_params"]["response_id"]
-    store = server.response_store
-    if scope["method"] == "DELETE":
-        if not await store.delete(response_id, owner):
-            await _not_found(response_id).response()(scope, receive, send)
-            return
-        await _json(
-            {"id": response_id, "object": "response", "deleted": True}, scope, receive, send
-        )
-        return
-    record = await store.get(response_id, owner)
-    if record is None:
-        await _not_found(response_id).response()(scope, receive, send)
-        return
-    await _json(record["response"], scope, receive, send)
-
-
 class FrontDoor:
     """The routes under `openai_prefix` of one server."""
 
@@ -119,7 +90,7 @@ class FrontDoor:
             (f"{p}/models/{{model_id:path}}", _FrontRoute(self, MODEL), "openai:model"),
             (f"{p}/chat/completions", _FrontRoute(self, CHAT_ROUTE), "openai:chat"),
             (f"{p}/responses", _FrontRoute(self, RESPONSES), "openai:responses"),
-            (f"{p}/responses/{{response_id}}", _FrontRoute(self, STORED), "openai:stored"),
+            (f"{p}/responses/{{response_id:path}}", _FrontRoute(self, STORED), "openai:stored"),
         ]
 
     def specs_for(self, model: str) -> list[AgentSpec]:
@@ -149,15 +120,9 @@ class FrontDoor:
     async def serve(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
         server = self.server
         method = scope["method"]
-        allowed = _ALLOWED[kind]
-        if method not in allowed and not (method == "HEAD" and "GET" in allowed):
-            shown = ", ".join(allowed)
-            await error_response(
-                405,
-                f"Method {method} is not allowed on {scope['path']}; use {shown}.",
-                code="method_not_allowed",
-                headers={"allow": shown},
-            )(scope, receive, send)
+        refusal = None if kind == STORED else not_allowed(method, scope["path"], _ALLOWED[kind])
+        if refusal is not None:  # (a stored response's sub-routes say their own methods)
+            await refusal(scope, receive, send)
             return
         if kind == CHAT_ROUTE:
             await server.endpoint(scope, receive, send, None, None, CHAT)
@@ -170,7 +135,7 @@ class FrontDoor:
             if server.api_keys is not None:
                 owner = server.api_keys.check(scope)
             if kind == STORED:
-                await stored_response(server, scope, receive, send, owner)
+                await serve_stored(server, scope, receive, send, owner)
             elif kind == MODELS:
                 data = [model_object(n, server.started) for n in await self.model_names()]
                 await _json({"object": "list", "data": data}, scope, receive, send)

@@ -18,6 +18,7 @@ def _error_responses(*statuses: int) -> dict[str, Any]:
         400: "Unsupported value (n > 1 for an agent that answers one choice; a Responses "
         "parameter robutler does not offer, or an unknown previous_response_id)",
         413: "Body too large",
+        415: "Body not sent as application/json",
         422: "Invalid request body",
         500: "The agent failed",
     }
@@ -106,7 +107,9 @@ def add_agent_paths(
                             "text/event-stream": {},
                         },
                     },
-                    **_error_responses(*(([401] if secured else []) + [400, 404, 413, 422, 500])),
+                    **_error_responses(
+                        *(([401] if secured else []) + [400, 404, 413, 415, 422, 500])
+                    ),
                 },
                 **extra,
             },
@@ -301,7 +304,7 @@ def add_responses_paths(
     auth = [401] if secured else []
     created = {
         "200": _json("A response object, or an SSE stream of Responses events", stream=True),
-        **_error_responses(*auth, 400, 404, 413, 422, 500),
+        **_error_responses(*auth, 400, 404, 413, 415, 422, 500),
     }
     paths = schema.setdefault("paths", {})
     for name in names:
@@ -348,7 +351,7 @@ def add_responses_paths(
             "requestBody": _body("RoutedChatCompletionRequest"),
             "responses": {
                 "200": _json("A chat.completion, or an SSE stream of chunks", stream=True),
-                **_error_responses(*auth, 404, 413, 422, 500),
+                **_error_responses(*auth, 404, 413, 415, 422, 500),
             },
             "tags": [tag],
             **extra,

@@ -8,7 +8,7 @@ message dicts. Responses are encoded with pydantic-core too.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from jiter import from_json as _parse_json
@@ -204,6 +204,20 @@ def error_response(
         status_code=status,
         headers=hdrs,
         media_type="application/json",
+    )
+
+
+def not_allowed(method: str, path: str, allowed: Sequence[str]) -> Response | None:
+    """The 405 for `method` on `path` when it is not one of `allowed` (HEAD goes with
+    GET), naming the allowed methods; None when it is allowed."""
+    if method in allowed or (method == "HEAD" and "GET" in allowed):
+        return None
+    shown = ", ".join(allowed)
+    return error_response(
+        405,
+        f"Method {method} is not allowed on {path}; use {shown}.",
+        code="method_not_allowed",
+        headers={"allow": shown},
     )
 
 

@@ -30,6 +30,7 @@ class RouteTable(BaseRoute):
         # "/NAME/responses/" -> (parameter name, whether it takes the rest of the path, app)
         self.prefixed: dict[str, tuple[str, bool, ASGIApp]] = {}
         self.names: dict[str, str] = {}  # route name -> path template
+        self.sockets: dict[str, ASGIApp] = {}  # WebSocket apps, by their fixed path
 
     def add(self, path: str, app: ASGIApp, name: str) -> None:
         """Serve `path` with `app` (a plain ASGI app); `name` is for `url_path_for`."""
@@ -45,8 +46,16 @@ class RouteTable(BaseRoute):
             self.exact[path] = app
         self.names[name] = path
 
+    def add_socket(self, path: str, app: ASGIApp) -> None:
+        """Serve WebSocket connections to the fixed `path` with `app`."""
+        self.sockets[path] = app
+
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                app = self.sockets.get(get_route_path(scope))
+                if app is not None:
+                    return Match.FULL, {"endpoint": app}
             return Match.NONE, {}
         path = get_route_path(scope)
         app = self.exact.get(path)

@@ -21,6 +21,7 @@ from robutler_testing import (
     ResponseStreamReport,
     validate_completion,
     validate_response,
+    validate_response_messages,
     validate_response_stream,
 )
 
@@ -250,3 +251,78 @@ def test_v1_chat_and_responses_route_by_model(chat: Chat, front: Target, target:
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.create(model=f"no-such-model-{uuid.uuid4().hex[:8]}", input="x")
     assert caught.value.code == "model_not_found"
+
+
+# WebSocket mode, compaction, input items, item references --------------------------------
+
+_TERMINAL = ("response.completed", "response.incomplete", "response.failed", "error")
+
+
+def _socket_turn(connection: Any, **create: Any) -> ResponseStreamReport:
+    """One `response.create` on an open WebSocket, its messages validated."""
+    connection.send({"type": "response.create", **create})
+    messages = []
+    for event in connection:
+        messages.append(event.to_dict())
+        if event.type in _TERMINAL:
+            return validate_response_messages(messages)
+    raise AssertionError("the WebSocket closed before the turn ended")
+
+
+def test_websocket_mode_turns_continue_on_one_connection(chat: Chat, target: Target) -> None:
+    model = _model(chat, None)
+    with chat.client().responses.connect() as connection:
+        first = _socket_turn(connection, model=model, input="first turn", store=False)
+        assert first.status == "completed" and first.text and first.id
+        second = _socket_turn(
+            connection, model=model, input="second turn", store=False, previous_response_id=first.id
+        )
+        assert second.status == "completed" and second.text
+    if target.is_reference:
+        assert (first.text, second.text) == (
+            "echo received: first turn",
+            "echo received: second turn",
+        )
+        messages = target.mock("echo").calls[-1]
+        assert [m["content"] for m in messages][-1] == "second turn"
+    with chat.client().responses.connect() as connection:  # a store: false id stays behind
+        missing = _socket_turn(
+            connection, model=model, input="x", store=False, previous_response_id=first.id
+        )
+    assert missing.status == "error" and missing.error is not None
+    assert missing.error["code"] == "previous_response_not_found"
+
+
+def test_compaction_then_a_new_chain_from_its_item(chat: Chat, target: Target) -> None:
+    client = chat.client()
+    compacted = client.responses.compact(
+        model=_model(chat, None), input=[{"role": "user", "content": "remember slate"}]
+    )
+    assert compacted.object == "response.compaction"
+    items = [item for item in compacted.output if item.type == "compaction"]
+    assert items, "the compacted output has no compaction item"
+    response, _ = create(chat, input=[*(i.model_dump() for i in compacted.output), user("next")])
+    assert response.output_text
+    if target.is_reference:
+        messages = target.mock("echo").calls[-1]
+        assert [m["content"] for m in messages] == ["remember slate", "next"]
+    with pytest.raises((openai.BadRequestError, openai.UnprocessableEntityError)) as caught:
+        client.post("/responses/compact", body={"input": "x"}, cast_to=object)
+    assert_error_shape(caught.value, None)
+
+
+def test_input_items_and_item_references(chat: Chat, target: Target) -> None:
+    client = chat.client()
+    first, _ = create(chat, input="first turn")
+    page = client.responses.input_items.list(first.id, order="asc")
+    assert page.data and page.data[0].type == "message"
+    again, _ = create(
+        chat, input=[{"type": "item_reference", "id": first.output[0].id}, user("and then")]
+    )
+    assert again.output_text
+    if target.is_reference:
+        messages = target.mock("echo").calls[-1]
+        assert [m["content"] for m in messages] == ["echo received: first turn", "and then"]
+    with pytest.raises(openai.BadRequestError) as caught:
+        create(chat, input=[{"type": "item_reference", "id": f"msg_{uuid.uuid4().hex}_0"}])
+    assert_error_shape(caught.value, 400)

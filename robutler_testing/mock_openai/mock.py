@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import chat, responses
+from . import chat, responses, websocket
 from .guard import GUARD
 from .http import QuietDrop, read_call, send_json, send_sse
 from .patching import MOCK_API_KEY, Patches
@@ -322,9 +322,15 @@ class MockOpenAI:
 
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The mock API as an ASGI application."""
+        if scope["type"] == "websocket":
+            await websocket.serve_socket(self, scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         call = await read_call(scope, receive)
+        if call.method == "POST" and call.path.rstrip("/") == "/v1/responses/compact":
+            await self._compact(send, call)
+            return
         reply = self._take(call)
         if isinstance(reply, str):
             status = 404 if call.api is None else 500
@@ -395,6 +401,20 @@ class MockOpenAI:
         else:
             payload = json_body(reply, body, next_id)
             await send_json(send, 200, payload, {"x-request-id": request_id})
+
+    async def _compact(self, send: Any, call: UpstreamCall) -> None:
+        """``POST /v1/responses/compact``: answered without a script (see `websocket`)."""
+        with self._lock:
+            self.calls.append(call)
+        if not isinstance(call.body, dict) or not call.body.get("model"):
+            error = error_body(
+                "Missing required parameter: 'model'.",
+                "invalid_request_error",
+                "missing_required_parameter",
+            )
+            await send_json(send, 400, error)
+            return
+        await send_json(send, 200, websocket.compaction(call, self._script.next_id))
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; False if the block is exiting meanwhile."""

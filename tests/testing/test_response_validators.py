@@ -51,6 +51,10 @@ def response(status: str = "completed", output: list[Any] | None = None, **extra
         "output": [] if output is None else output,
         "parallel_tool_calls": True,
         "previous_response_id": None,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "prompt_cache_key": None,
+        "safety_identifier": None,
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
         "store": True,
@@ -329,6 +333,16 @@ RESPONSE_DEFECTS = [
     (("tools",), KeyError, "tools: Field required"),
     (("tool_choice",), KeyError, "tool_choice: Field required"),
     (("temperature",), "1", "temperature: Input should be a valid number"),
+    # what the Open Responses ResponseResource requires beyond openai.types
+    (("temperature",), None, "temperature must be a number, got null (required by the Open"),
+    (("presence_penalty",), KeyError, "presence_penalty is missing; it must be a number"),
+    (("top_logprobs",), None, "top_logprobs must be an integer, got null"),
+    (("service_tier",), None, "service_tier must be a string, got null"),
+    (("safety_identifier",), KeyError, "safety_identifier is missing; it must be a string or"),
+    (("prompt_cache_key",), KeyError, "prompt_cache_key is missing"),
+    (("reasoning",), KeyError, "reasoning is missing"),
+    (("reasoning", "summary"), KeyError, "reasoning.summary is missing (null allowed)"),
+    (("tools",), [{"type": "function", "name": "f"}], "tools[0].description is missing"),
 ]
 
 
@@ -337,6 +351,18 @@ def test_response_defect_is_named(path: tuple[Any, ...], value: Any, expected: s
     body = copy.deepcopy(BASE)
     edit(path, value)(body)
     rejects(body, expected)
+
+
+def test_open_responses_checks_can_be_left_out() -> None:
+    """An object that satisfies openai.types but not the Open Responses schema passes
+    only with open_responses=False."""
+    body = copy.deepcopy(BASE)
+    for key in ("presence_penalty", "frequency_penalty", "safety_identifier", "prompt_cache_key"):
+        del body[key]
+    body["temperature"] = body["service_tier"] = None
+    validate_response(body, open_responses=False)
+    problems = rejects(body, "presence_penalty is missing")
+    assert len(problems) == 6, problems
 
 
 def test_a_failed_response_needs_its_error_and_an_incomplete_one_its_reason() -> None:

@@ -444,6 +444,13 @@ class ResponsesEncoder:
         kind = b"response.completed" if status == "completed" else b"response.incomplete"
         return out + self._raw_event(kind, b'"response":%b' % self.response_json)
 
+    def empty(self) -> bytes:
+        """`response.completed` with no output: a turn that generates nothing (a
+        WebSocket warm-up, `generate: false`)."""
+        out = self.start()
+        self.response_json = self._snapshot("completed", b"[]")
+        return out + self._raw_event(b"response.completed", b'"response":%b' % self.response_json)
+
     def error(self, body: Mapping[str, Any]) -> bytes:
         """`response.failed` carrying the error of an OpenAI-shaped error body."""
         out = self.start()

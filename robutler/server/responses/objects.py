@@ -32,6 +32,7 @@ __all__ = [
     "response_json",
     "response_json_from_completion",
     "response_object",
+    "response_of",
     "responses_usage",
     "status_of",
 ]
@@ -46,18 +47,64 @@ def new_response_id() -> str:
     return "resp_" + os.urandom(16).hex()  # as random as uuid4, without the UUID object
 
 
-_ITEM_KEY = os.urandom(32)  # made once per process: item ids say nothing of response ids
+_ITEM_KEY = os.urandom(32)  # for ids not made here: a keyed hash, made once per process
 
 
-def item_id(response_id: str, prefix: str, index: int) -> str:
-    """The id of output item `index` of a response: `msg_...` or `fc_...`, unique with it.
+class _ItemIds:
+    """AES-256 of a response id's 16 random bytes, under a key from the server's secret:
+    a keyed permutation, so an item id says nothing of its response's id (which reads
+    and continues the stored response) to anyone without the key, and the server gets
+    the response back from it (an `item_reference`). Made on first use."""
 
-    Its random part is its own, not the response's id (which reads and continues the stored
-    response, and must not leak through an item id a client shows or logs): a hash of the
-    response id keyed with a secret of the process, the same for every call with that id.
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        from .secret import derive
+
+        cipher = Cipher(algorithms.AES(derive(b"item ids v1")), modes.ECB())
+        self.hide = cipher.encryptor().update  # one block at a time: no chaining
+        self.show = cipher.decryptor().update
+
+
+_ids: _ItemIds | None = None
+
+
+def _item_ids() -> _ItemIds:
+    global _ids
+    if _ids is None:
+        _ids = _ItemIds()
+    return _ids
+
+
+def item_id(response_id: str, prefix: str, index: int | str) -> str:
+    """The id of item `index` of a response: `msg_...` or `fc_...`, unique with it.
+
+    Its middle part is the response id's random part enciphered (`_ItemIds`), never
+    the response id itself (which reads and continues the stored response, and must not
+    leak through an item id a client shows or logs); `response_of` reads it back. (An id
+    not made by `new_response_id` gets a keyed hash instead, which nothing reads back.)
     """
-    digest = blake2b(response_id.encode(), digest_size=16, key=_ITEM_KEY).hexdigest()
-    return f"{prefix}_{digest}_{index}"
+    digits = response_id[5:]
+    try:
+        if len(digits) != 32 or not response_id.startswith("resp_"):
+            raise ValueError(response_id)
+        hidden = _item_ids().hide(bytes.fromhex(digits)).hex()
+    except ValueError:
+        hidden = blake2b(response_id.encode(), digest_size=16, key=_ITEM_KEY).hexdigest()
+    return f"{prefix}_{hidden}_{index}"
+
+
+def response_of(item: str) -> tuple[str, str] | None:
+    """The response id and item index an `item_id` was made from, or None."""
+    prefix, _, rest = item.partition("_")
+    hidden, _, index = rest.partition("_")
+    if not prefix or len(hidden) != 32 or not index:
+        return None
+    try:
+        raw = bytes.fromhex(hidden)
+    except ValueError:
+        return None
+    return "resp_" + _item_ids().show(raw).hex(), index
 
 
 def output_text(text: str) -> dict[str, Any]:

@@ -32,11 +32,14 @@ from ..protocol import (
 from ..protocol import json_kind as _kind
 
 __all__ = [
+    "STANDS_FOR",
+    "Pending",
     "ResponsesRequest",
     "chat_messages",
     "check_calls_answered",
     "items_to_messages",
     "parse_responses_request",
+    "splice",
 ]
 
 
@@ -71,6 +74,8 @@ class ResponsesRequest(OpenModel):
     ) = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     max_output_tokens: Annotated[int, Field(ge=1), BeforeValidator(_integral)] | None = None
     max_tool_calls: Annotated[int, Field(ge=0), BeforeValidator(_integral)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20), BeforeValidator(_integral)] | None = None
@@ -86,8 +91,16 @@ class ResponsesRequest(OpenModel):
     background: Literal[False] | None = None  # background responses are refused (400)
 
     def echo(self) -> dict[str, Any]:
-        """The fields of a response object that repeat this request."""
-        echo = {
+        """The fields of a response object that repeat this request.
+
+        What both `openai.types.responses.Response` and the Open Responses
+        `ResponseResource` require: the sampling values as numbers (the request's, else
+        the API's defaults), `service_tier` a string, `reasoning`, `safety_identifier`
+        and `prompt_cache_key` present (null when not sent), function tools complete.
+        The one place a response's echo is made (JSON answers, stored responses, every
+        stream snapshot, WebSocket turns).
+        """
+        return {
             "instructions": self.instructions,
             "metadata": dict(self.metadata or {}),
             "parallel_tool_calls": (
@@ -95,21 +108,26 @@ class ResponsesRequest(OpenModel):
             ),
             "previous_response_id": self.previous_response_id,
             "store": self.store is not False,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
+            "temperature": 1.0 if self.temperature is None else self.temperature,
+            "top_p": 1.0 if self.top_p is None else self.top_p,
+            "presence_penalty": 0.0 if self.presence_penalty is None else self.presence_penalty,
+            "frequency_penalty": (
+                0.0 if self.frequency_penalty is None else self.frequency_penalty
+            ),
             "max_output_tokens": self.max_output_tokens,
             "max_tool_calls": self.max_tool_calls,
             "tool_choice": self.tool_choice if self.tool_choice is not None else "auto",
-            "tools": list(self.tools or []),
+            "tools": [_echo_tool(tool) for tool in self.tools or ()],
             "text": self.text if self.text is not None else {"format": {"type": "text"}},
             "truncation": self.truncation or "disabled",
-            "top_logprobs": self.top_logprobs,
+            "top_logprobs": 0 if self.top_logprobs is None else self.top_logprobs,
             "user": self.user,
             "background": False,
+            "reasoning": _echo_reasoning(self.reasoning),
+            "safety_identifier": self.safety_identifier,
+            "prompt_cache_key": self.prompt_cache_key,
+            "service_tier": "default",  # the only tier there is; an asked-for one is not
         }
-        if self.reasoning is not None:
-            echo["reasoning"] = self.reasoning
-        return echo
 
     def echo_json(self) -> bytes:
         """`echo()` as a JSON object; for a request that sets none of the fields it
@@ -142,6 +160,27 @@ class ResponsesRequest(OpenModel):
         return choice
 
 
+def _echo_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as a response repeats it: a function tool with every field its type names
+    (`description`, `parameters`, `strict`: null when not sent), others as they came."""
+    if tool.get("type") != "function":
+        return tool
+    echoed = dict(tool)
+    for key in ("description", "parameters", "strict"):
+        echoed.setdefault(key, None)
+    return echoed
+
+
+def _echo_reasoning(reasoning: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`reasoning` as a response repeats it: `effort` and `summary` always there."""
+    if reasoning is None:
+        return None
+    echoed = dict(reasoning)
+    echoed.setdefault("effort", None)
+    echoed.setdefault("summary", None)
+    return echoed
+
+
 # The request fields `echo` repeats, or that change what it says (`background` is only
 # ever false), and what it says of a request that sets none of them.
 _ECHOED = frozenset(ResponsesRequest.model_fields) - {"model", "input", "stream", "background"}
@@ -164,12 +203,18 @@ def _bad(param: str, message: str, code: str = "invalid_value") -> RequestError:
 
 
 def parse_responses_request(
-    body: bytes, *, max_messages: int = 10_000, max_depth: int = 64
+    body: bytes,
+    *,
+    max_messages: int = 10_000,
+    max_depth: int = 64,
+    pending: list[Pending] | None = None,
 ) -> tuple[dict[str, Any], ResponsesRequest, list[dict[str, Any]]]:
     """Parse and validate a Responses request body; return the raw dict, the model and
     `input` as Chat Completions messages (without instructions or earlier turns). Raises
     `RequestError`: 422 naming the field at fault (also beyond `max_messages` input items
     or `max_depth` levels of nesting), 400 for a feature robutler does not offer.
+    With `pending`, items that stand for others (`item_reference`, `compaction`) are
+    left for the caller to resolve (see `items_to_messages`).
     """
     data = load_json_object(body, "'input'")
     if "input" not in data:
@@ -203,7 +248,7 @@ def parse_responses_request(
     input_messages = (
         [{"role": "user", "content": request.input}]
         if isinstance(request.input, str)
-        else items_to_messages(request.input, "input")
+        else items_to_messages(request.input, "input", pending)
     )
     return data, request, input_messages
 
@@ -256,8 +301,16 @@ def _check_tools(tools: list[dict[str, Any]] | None) -> None:
 _ROLES = ("user", "assistant", "system", "developer")
 _DROPPED_KEYS = frozenset({"type", "id", "status", "role", "content"})
 
+# Input items that stand for others: resolved by the wire (the store, the sealer).
+STANDS_FOR = frozenset({"item_reference", "compaction"})
 
-def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[str, Any]]:
+# An item left for the caller: the placeholder message in the list, the item, its path.
+Pending = tuple[dict[str, Any], Mapping[str, Any], str]
+
+
+def items_to_messages(
+    items: Sequence[Any], where: str = "input", pending: list[Pending] | None = None
+) -> list[dict[str, Any]]:
     """Responses input items as Chat Completions messages.
 
     Messages keep their role; `input_text` parts become `text` parts (a lone text part
@@ -266,10 +319,18 @@ def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[s
     `refusal`. `function_call` items become the `tool_calls` of an assistant message (of
     the assistant message right before them, if any), `function_call_output` items `tool`
     messages. Raises `RequestError` (422) naming the item at fault as `where[i]...`.
+
+    With `pending`, each `item_reference` and `compaction` item becomes a placeholder
+    message (an empty dict) and is listed in `pending` with its path, for the caller to
+    replace by the messages it stands for (`splice`); without, they are refused.
     """
     messages: list[dict[str, Any]] = []
     for path, item, kind in _typed(items, where, "an input item"):
-        if kind is None or kind == "message":
+        if pending is not None and isinstance(kind, str) and kind in STANDS_FOR:
+            slot: dict[str, Any] = {}
+            messages.append(slot)
+            pending.append((slot, item, path))
+        elif kind is None or kind == "message":
             messages.append(_message(item, path))
         elif kind == "function_call":
             call = _function_call(item, path)
@@ -290,6 +351,32 @@ def items_to_messages(items: Sequence[Any], where: str = "input") -> list[dict[s
                 "send messages, function_call and function_call_output items",
             )
     return messages
+
+
+def splice(
+    messages: list[dict[str, Any]], expansions: Mapping[int, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """`messages` with each placeholder (by `id()`) replaced by the messages it stands
+    for; an assistant's tool calls join the assistant message right before them, as
+    `function_call` items do."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        expansion = expansions.get(id(message))
+        for m in [message] if expansion is None else expansion:
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and m.get("role") == "assistant"
+                and last.get("role") == "assistant"
+                and m.get("tool_calls")
+                and not m.get("content")
+            ):
+                last.setdefault("tool_calls", []).extend(m["tool_calls"])
+                if last.get("content") == "":
+                    last["content"] = None
+            else:
+                out.append(m)
+    return out
 
 
 def _typed(
