@@ -43,6 +43,19 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, docs/) with --strict: a broken link, a page
+    missing from the navigation or a reference mkdocstrings cannot find fails it.
+    `-- serve` serves it on 127.0.0.1:8000 instead."""
+    _install(session, ".[dev]")
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:], env=env)
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs, env=env)
+
+
+@nox.session
 def lifecycle(session: nox.Session) -> None:
     """The Hypothesis lifecycle properties with the deep profile (thousands of scenarios)."""
     _install(session, ".[dev]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import importlib
 import importlib.util
@@ -11,7 +12,10 @@ import logging
 import logging.config
 import os
 import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +236,32 @@ def serve(args: argparse.Namespace) -> int:
             return 2
         load_env(args.env_file)
     responses_db(args)  # before APP is imported: its server opens this file
+    with metrics_dir(args):
+        return _serve(args, logging_config)
+
+
+@contextlib.contextmanager
+def metrics_dir(args: argparse.Namespace) -> Iterator[None]:
+    """--metrics: turn them on for APP's server (`ROBUTLER_METRICS=1`), and with several
+    workers give prometheus_client's multiprocess mode a fresh directory for the run
+    (`PROMETHEUS_MULTIPROC_DIR`, unless it is set), removed at the end."""
+    if not args.metrics:
+        yield
+        return
+    os.environ["ROBUTLER_METRICS"] = "1"
+    if args.workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="robutler-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, logging_config: dict[str, Any]) -> int:
     spec = args.app or DEMO
     try:
         app, import_string = load_app(spec)
@@ -340,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="SQLite file for stored Responses API answers, shared by the workers "
         f"(default: $ROBUTLER_RESPONSES_DB, else {DEFAULT_RESPONSES_DB})",
+    )
+    srv.add_argument(
+        "--metrics",
+        action="store_true",
+        help="Prometheus metrics on GET /metrics, every worker's (needs robutler-sdk[metrics]; "
+        "also ROBUTLER_METRICS=1)",
     )
     srv.add_argument(
         "--log-level",

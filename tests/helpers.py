@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from robutler_testing.asgi import ASGIExchange as ASGICall
@@ -15,10 +18,35 @@ __all__ = [
     "run_downstream_tests",
     "sse_events",
     "stream_content",
+    "streaming",
+    "wait_for",
 ]
 
 USER = [{"role": "user", "content": "hello"}]
 JSON_TYPE = {"content-type": "application/json"}  # for bodies sent as raw bytes
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@contextmanager
+def streaming(url: str) -> Iterator[None]:
+    """A client that asks `url` (a chat completions URL) for a stream, reads its first
+    event and stays, still reading, until the block ends; then it leaves."""
+    import httpx
+
+    body = {"messages": USER, "stream": True}
+    with httpx.stream("POST", url, json=body, timeout=10) as response:
+        lines = response.iter_lines()  # kept open: the client is still reading
+        assert next(line for line in lines if line.startswith("data: "))
+        yield
 
 
 def sse_events(text: str | bytes) -> list[Any]:

@@ -25,9 +25,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(*args: str, cwd: Path = ROOT) -> Iterator[tuple[str, list[str]]]:
+def serving(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """`robutler serve ARGS` on a free port until the block ends; the output lines after.
+    `env`: the environment (default this one's), less OPENAI_API_KEY."""
     port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     env.pop("OPENAI_API_KEY", None)
     proc = subprocess.Popen(
         [

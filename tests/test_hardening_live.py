@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import USER
+from helpers import USER, wait_for
 from starlette.responses import Response
 from test_cli import serving
 
@@ -24,15 +24,6 @@ from robutler.server import ServerBase, get_context, pricing
 from robutler_testing.live import LiveServer
 
 KEY = "sk-hardening-0123"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 class Finals:

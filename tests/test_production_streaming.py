@@ -11,29 +11,19 @@ import contextlib
 import json
 import math
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from helpers import USER, sse_events
+from helpers import USER, sse_events, wait_for
 
 from robutler.server import Server, ServerBase, StreamingWrapper, get_context, pricing
 from robutler_testing import validate_stream
 from robutler_testing.live import LiveServer
 
 STREAM = {"messages": USER, "stream": True}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 class Gate:

@@ -264,3 +264,10 @@ def test_streams_tell_nginx_not_to_buffer_them() -> None:
     assert response.headers["x-accel-buffering"] == "no"
     assert response.headers["cache-control"] == "no-cache"
     assert "`X-Accel-Buffering: no`" in README and "proxy_buffering off" in README
+
+
+def test_readme_cassette_example_is_the_tested_example() -> None:
+    """The README's cassette test is examples/recorded_agent/test_weather.py's, which
+    tests/test_examples.py replays."""
+    example = (ROOT / "examples" / "recorded_agent" / "test_weather.py").read_text()
+    assert block("readme-cassette") in example

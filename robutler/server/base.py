@@ -43,6 +43,7 @@ from .endpoint import (
 )
 from .frontdoor import FrontDoor, check_prefix, model_object
 from .lifecycle import Hooks, StreamingWrapper
+from .metrics import Metrics, metered_exchange, metrics_enabled
 from .playground import Playground
 from .protocol import RequestError, encode, error_response
 from .responses.routes import serve_stored
@@ -50,6 +51,7 @@ from .responses.websocket import ResponsesSocket
 from .responses.wire import ResponsesWire
 from .routes import RouteTable
 from .store import MemoryStore, ResponseStore, SQLiteStore
+from .tracing import trace_hook, trace_store, traced_exchange, tracer_for
 
 # `get_context`, `RequestState` and `StreamingWrapper` are re-exported: the original
 # robutler documentation imports them from `robutler.server.base`.
@@ -239,6 +241,13 @@ class ServerBase(FastAPI):
       `GET`/`DELETE .../responses/{id}`); default an `SQLiteStore` at
       `ROBUTLER_RESPONSES_DB` when that is set (as `robutler serve` does), else a
       `MemoryStore`.
+    - `metrics`: Prometheus metrics on `GET /metrics` (behind the API key when keys are
+      configured); needs `robutler-sdk[metrics]`. Default `ROBUTLER_METRICS`, else off; off
+      costs nothing per request (see `robutler.server.metrics`).
+    - `tracing`: OpenTelemetry spans per request (`robutler-sdk[tracing]`): True (the global
+      tracer provider), a `TracerProvider`, False; None (default) means
+      `ROBUTLER_TRACING`, else on when a global tracer provider is set when the server is
+      built (see `robutler.server.tracing`).
     """
 
     def __init__(
@@ -260,6 +269,8 @@ class ServerBase(FastAPI):
         openai_prefix: str | None = "/v1",
         response_store: ResponseStore | None = None,
         allowed_hosts: Iterable[str] | None = None,
+        metrics: bool | None = None,
+        tracing: Any = None,
         **fastapi_kwargs: Any,
     ) -> None:
         load_env(env_file)
@@ -343,6 +354,12 @@ class ServerBase(FastAPI):
             for path, app, route_name in self.front_door.routes():
                 self.route_table.add(path, app, route_name)
             self.route_table.add_socket(f"{openai_prefix}/responses", self._socket(None, None))
+        self.metrics: Metrics | None = None
+        if metrics_enabled(metrics):
+            self._enable_metrics()
+        self.tracer = tracer_for(tracing)
+        if self.tracer is not None:
+            self._enable_tracing(self.tracer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -351,6 +368,27 @@ class ServerBase(FastAPI):
                 await self.host_check.refuse(host, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    def _enable_tracing(self, tracer: Any) -> None:
+        """A span per agent request, with the hooks, the agent and store calls in it."""
+        self.endpoint.exchange_class = traced_exchange(self.endpoint.exchange_class, tracer)
+        self.hooks.wrap = lambda hook: trace_hook(hook, tracer)
+        for hook in (*self.hooks.before, *self.hooks.finalize):
+            trace_hook(hook, tracer)
+        trace_store(self.responses_wire.store, tracer)
+
+    def _enable_metrics(self) -> None:
+        """Measure every agent request and serve the page at `/metrics` (a reserved name)."""
+        self.metrics = Metrics()
+        self.endpoint.exchange_class = metered_exchange(
+            self.endpoint.exchange_class, self.metrics, self.static_agents
+        )
+        self.metrics.observe_store(self.responses_wire.store)
+        self.reserved_names.add("metrics")
+        keys = self.api_keys
+        self.route_table.add(
+            "/metrics", self.metrics if keys is None else keys.guard(self.metrics), "metrics"
+        )
 
     @property
     def response_store(self) -> ResponseStore:
@@ -361,6 +399,10 @@ class ServerBase(FastAPI):
     def response_store(self, store: ResponseStore) -> None:
         if not isinstance(store, ResponseStore):
             raise TypeError(f"response_store must be a ResponseStore, got {type(store).__name__}")
+        if self.metrics is not None:
+            self.metrics.observe_store(store)
+        if self.tracer is not None:
+            trace_store(store, self.tracer)
         self.responses_wire.store = store
 
     def _socket(self, name: str | None, specs: list[AgentSpec] | None) -> ResponsesSocket:

@@ -37,8 +37,9 @@ class StreamingWrapper:
     """What finalize hooks get for a streamed response.
 
     `original_response` is what the agent returned; `status` is "streaming" until the
-    stream ends, then "completed", "disconnected" (the client left) or "failed" (then
-    `error` holds the exception).
+    stream ends, then "completed", "disconnected" (the client left), "failed" (then
+    `error` holds the exception) or "timeout" (the agent ran past `request_timeout`;
+    `error` is a `TimeoutError`).
     """
 
     __slots__ = (
@@ -124,14 +125,25 @@ class Hooks:
         self.reject_on_error = hook_errors == "reject"
         self.before: list[Hook] = []
         self.finalize: list[Hook] = []
+        # applied to every hook as it is added (tracing puts each hook in a span)
+        self.wrap: Callable[[Hook], None] | None = None
 
     def add_before(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        self.before.append(Hook(_check_callable(fn, "before_request"), 1, "before_request"))
+        self.before.append(
+            self._made(Hook(_check_callable(fn, "before_request"), 1, "before_request"))
+        )
         return fn
 
     def add_finalize(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        self.finalize.append(Hook(_check_callable(fn, "finalize_request"), 2, "finalize_request"))
+        self.finalize.append(
+            self._made(Hook(_check_callable(fn, "finalize_request"), 2, "finalize_request"))
+        )
         return fn
+
+    def _made(self, hook: Hook) -> Hook:
+        if self.wrap is not None:
+            self.wrap(hook)
+        return hook
 
     async def run_before(self, state: RequestState) -> None:
         """Run before hooks in order. `HTTPException` rejects the request; other

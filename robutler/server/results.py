@@ -3,7 +3,8 @@
 `classify` decides once what a result is; `iter_items` yields its stream items (str
 deltas or chunk dicts); `ChunkEncoder` turns items into SSE frames that share one id,
 `created` and `model`; `assemble` folds items into one completion; `completion_from_dict`
-fills in a completion or message dict. The README's "Your first agent" has the table.
+fills in a completion or message dict. The docs' table of what an agent may return
+(docs/guide/agents.md) says what becomes of each kind.
 """
 
 from __future__ import annotations

@@ -93,6 +93,8 @@ class ConnectionWire(ResponsesWire):
     """The Responses wire format of one WebSocket connection: the server's, with the
     connection's memory in front of its store (see `ConnectionStore`)."""
 
+    api = "websocket"  # the label metrics and traces give its requests
+
     def __init__(self, base: ResponsesWire, cached: int) -> None:
         self.local = MemoryStore(cached)
         super().__init__(ConnectionStore(base.store, self.local), base.sealer)
