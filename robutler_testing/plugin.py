@@ -2,7 +2,8 @@
 
 Fixtures: `mock_agent`, `robutler_client`, `live_server`, `openai_client`,
 `finalize_recorder`, `mock_openai`; the marker `@pytest.mark.mock_openai(...)` configures
-the last one. Nothing heavy is imported until a fixture is used.
+the last one, and `--record` makes its cassettes record instead of replay. Nothing heavy is
+imported until a fixture is used.
 
 Under pytest-asyncio, a project that leaves `asyncio_default_fixture_loop_scope` unset gets
 `"function"` (pytest-asyncio's announced default) instead of its deprecation warning. Async
@@ -12,7 +13,10 @@ tests still need pytest-asyncio's one line of configuration, `asyncio_mode = "au
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +36,10 @@ MOCK_OPENAI_OPTIONS = (
     "assert_all_used",
     "block_network",
     "configure_agents",
+    "cassette",
+    "ignore",
+    "scrub",
+    "pacing",
 )
 _CALL_FAILED = pytest.StashKey[bool]()
 
@@ -41,9 +49,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "mock_openai(max_retries=None, strict=True, assert_all_used=True, block_network=True, "
-        "configure_agents=True): options of the mock_openai fixture",
+        "configure_agents=True, cassette=None, ignore=(), scrub=(), pacing=False): options of "
+        "the mock_openai fixture",
     )
     _default_asyncio_loop_scope(config)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("robutler").addoption(
+        "--record",
+        action="store_true",
+        default=False,
+        help="mock_openai: record the cassettes of @pytest.mark.mock_openai(cassette=...) "
+        "from the real upstream (OPENAI_API_KEY; ROBUTLER_RECORD_UPSTREAM or OPENAI_BASE_URL) "
+        "instead of replaying them (same as ROBUTLER_RECORD=1)",
+    )
 
 
 def _default_asyncio_loop_scope(config: pytest.Config) -> None:
@@ -190,12 +210,23 @@ def finalize_recorder(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
         pytest.fail("finalize_recorder: " + "\n".join(problems), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _mock_openai_cassette(request: pytest.FixtureRequest) -> None:
+    """A test marked `@pytest.mark.mock_openai(cassette=...)` gets the `mock_openai` fixture
+    even when it does not ask for it (the cassette is the point of the marker)."""
+    marker = request.node.get_closest_marker("mock_openai")
+    if marker is not None and marker.kwargs.get("cassette") is not None:
+        request.getfixturevalue("mock_openai")
+
+
 @pytest.fixture
 def mock_openai(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The upstream OpenAI API, mocked on 127.0.0.1 for the test (see `robutler_testing.mock_openai`).
 
     Scripted replies the test left unused fail it at teardown. Configure with the marker
     `@pytest.mark.mock_openai(max_retries=..., strict=..., assert_all_used=False, ...)`.
+    With `cassette="name"` it replays `cassettes/name.yaml` beside the test file
+    (`cassette=True`: `cassettes/<module>/<test>.yaml`), or records it with `--record`.
     """
     from robutler_testing.mock_openai import mock_openai as make_mock
 
@@ -214,6 +245,10 @@ def mock_openai(request: pytest.FixtureRequest) -> Iterator[Any]:
             )
         options.update(marker.kwargs)
     assert_all_used = options.pop("assert_all_used", True)
+    if options.get("cassette") is not None:
+        options["cassette"] = _cassette_path(request, options["cassette"])
+        if request.config.getoption("record", False):
+            options["record"] = True
     with make_mock(**options) as upstream:
         yield upstream
     if assert_all_used and upstream.pending and not _test_failed(request):
@@ -223,3 +258,21 @@ def mock_openai(request: pytest.FixtureRequest) -> Iterator[Any]:
             + " (allow this with @pytest.mark.mock_openai(assert_all_used=False))",
             pytrace=False,
         )
+
+
+def _cassette_path(request: pytest.FixtureRequest, cassette: Any) -> Path:
+    """Where the marker's `cassette=` lives: `cassettes/` beside the test file."""
+    folder = request.node.path.parent / "cassettes"
+    if cassette is True:
+        name = re.sub(r"[^\w.-]+", "_", request.node.name).strip("_")
+        return folder / request.node.path.stem / f"{name}.yaml"
+    if not isinstance(cassette, (str, os.PathLike)) or not str(cassette):
+        raise pytest.UsageError(
+            f"@pytest.mark.mock_openai(cassette=...) takes a name, a path or True, got {cassette!r}"
+        )
+    path = Path(cassette)
+    if path.is_absolute():
+        return path
+    return folder / (
+        path if path.suffix in (".yaml", ".yml") else path.with_name(path.name + ".yaml")
+    )

@@ -91,3 +91,21 @@ def test_examples_run_as_scripts_import_cleanly() -> None:
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
+
+
+def test_recorded_agent_replays_its_cassette_offline() -> None:
+    """examples/recorded_agent: a real Agents SDK agent replays cassettes/weather.yaml with
+    no upstream and no key (its tool really runs on the recorded tool call)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ROBUTLER_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "recorded_agent"],
+        cwd=EXAMPLES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

@@ -282,3 +282,10 @@ def test_the_front_page_links_into_the_docs() -> None:
         assert (ROOT / page).is_file(), page
     assert FRONT.count("](docs/") >= 15
     assert len(FRONT.splitlines()) < 150
+
+
+def test_readme_cassette_example_is_the_tested_example() -> None:
+    """The README's cassette test is examples/recorded_agent/test_weather.py's, which
+    tests/test_examples.py replays."""
+    example = (ROOT / "examples" / "recorded_agent" / "test_weather.py").read_text()
+    assert block("readme-cassette") in example

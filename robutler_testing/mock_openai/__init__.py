@@ -37,17 +37,26 @@ A call with nothing to answer it gets a 500 naming it and is reported by
 built inside the block; requests from httpx / httpx2 clients to non-loopback hosts are
 refused while the block is active.
 
+Instead of a script, replies can come from recorded traffic: ``mock_openai(cassette=
+"weather.yaml")`` (or ``@pytest.mark.mock_openai(cassette="weather")``) replays a cassette
+offline, and with ``record=True`` (``pytest --record``, ``ROBUTLER_RECORD=1``) records it
+from the real API, forwarding each call and keeping the request and the reply, secrets
+scrubbed. A call that matches no recording fails naming the field that changed.
+
 From the shell, ``python -m robutler_testing.mock_openai --port 9000`` serves it until
 Ctrl-C: the ``--reply`` texts in order, then an echo of each call's last user message.
 
 The package's rooms: `scripting` (replies, calls, matching), `responses` and `chat` (the
 two wire formats), `http` (ASGI plumbing), `patching` (environment and SDK defaults),
 `guard` (the network guard), `compat` (the private names of other libraries it needs),
-`mock` (`MockOpenAI` itself).
+`mock` (`MockOpenAI` itself); for cassettes, `cassette` (the file and scrubbing), `record`
+(forwarding to the upstream), `replay` (matching and serving recordings) and `tape`
+(options, and choosing between the two).
 """
 
 from __future__ import annotations
 
+from .cassette import CassetteError
 from .guard import BlockedRequestError
 from .mock import MockOpenAI, close_async_client, mock_openai
 from .patching import MOCK_API_KEY
@@ -56,6 +65,7 @@ from .scripting import ErrorReply, Match, OutputReply, ToolCall, UpstreamCall, e
 __all__ = [
     "MOCK_API_KEY",
     "BlockedRequestError",
+    "CassetteError",
     "ErrorReply",
     "Match",
     "MockOpenAI",

@@ -4,6 +4,7 @@ It wraps the public transport methods (`HTTPTransport.handle_request`,
 `AsyncHTTPTransport.handle_async_request`) of whichever of httpx and httpx2 are installed,
 once for all active mocks, and puts them back when the last one leaves. Each refusal is
 reported to every active mock (`report`), so a test that swallowed the error still fails.
+A mock recording a cassette lets its upstream's host through (`allow`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 __all__ = ["GUARD", "BlockedRequestError", "NetworkGuard", "is_loopback"]
@@ -35,11 +36,15 @@ class NetworkGuard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._reports: list[Report] = []
+        self._allowed: list[tuple[Report, frozenset[str]]] = []
         self._originals: list[tuple[type, str, Any]] = []
 
-    def install(self, report: Report) -> None:
+    def install(self, report: Report, allow: Collection[str] = ()) -> None:
+        """Refuse non-loopback requests, reporting them to `report`, except to `allow`'s hosts."""
         with self._lock:
             self._reports.append(report)
+            if allow:
+                self._allowed.append((report, frozenset(allow)))
             if len(self._reports) == 1:
                 self._wrap_all()
 
@@ -47,6 +52,7 @@ class NetworkGuard:
         with self._lock:
             if report in self._reports:
                 self._reports.remove(report)
+            self._allowed = [(r, hosts) for r, hosts in self._allowed if r != report]
             if not self._reports:
                 for cls, name, original in reversed(self._originals):
                     setattr(cls, name, original)
@@ -82,7 +88,8 @@ class NetworkGuard:
 
     def check(self, request: Any) -> None:
         """Raise `BlockedRequestError` (and report it) unless `request` goes to loopback."""
-        if is_loopback(request.url.host):
+        host = request.url.host
+        if is_loopback(host) or any(host in hosts for _, hosts in self._allowed):
             return
         problem = (
             f"blocked {request.method} {request.url}: mock_openai() only lets requests reach "

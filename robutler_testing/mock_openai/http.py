@@ -10,7 +10,7 @@ from typing import Any
 
 from .scripting import UpstreamCall
 
-__all__ = ["DropConnection", "Frame", "QuietDrop", "read_call", "send_json", "send_sse"]
+__all__ = ["DropConnection", "Frame", "QuietDrop", "read_call", "send_json", "send_sse", "target"]
 
 Sleep = Callable[[float], Awaitable[bool]]
 
@@ -34,8 +34,9 @@ class QuietDrop(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
 
 
-async def read_call(scope: dict[str, Any], receive: Any) -> UpstreamCall:
-    """The request as an `UpstreamCall` (a body that is not JSON is kept as ``{"_raw": ...}``)."""
+async def read_call(scope: dict[str, Any], receive: Any) -> tuple[UpstreamCall, bytes]:
+    """The request as an `UpstreamCall` (a body that is not JSON is kept as ``{"_raw": ...}``),
+    and its body's bytes."""
     raw = b""
     while True:
         message = await receive()
@@ -47,7 +48,13 @@ async def read_call(scope: dict[str, Any], receive: Any) -> UpstreamCall:
     except ValueError:
         body = {"_raw": raw.decode("utf-8", "replace")}
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    return UpstreamCall(scope["method"], scope["path"], headers, body)
+    return UpstreamCall(scope["method"], scope["path"], headers, body), raw
+
+
+def target(scope: dict[str, Any]) -> str:
+    """The request's path, with its query string when it has one."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    return scope["path"] + ("?" + query if query else "")
 
 
 async def send_json(

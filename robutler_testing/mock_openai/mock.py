@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import chat, responses, websocket
 from .guard import GUARD
-from .http import QuietDrop, read_call, send_json, send_sse
+from .http import QuietDrop, read_call, send_json, send_sse, target
 from .patching import MOCK_API_KEY, Patches
 from .scripting import (
     Arguments,
@@ -28,6 +29,7 @@ from .scripting import (
     error_body,
     text_chunks,
 )
+from .tape import CassetteOptions, Tape
 
 if TYPE_CHECKING:
     import openai
@@ -47,7 +49,8 @@ class MockOpenAI:
     scripted reply answers, instead of a 500. Attributes: ``base_url``
     (``http://127.0.0.1:PORT/v1``), ``calls`` (every request, as
     :class:`UpstreamCall`), ``requests`` (the POST bodies), ``unexpected`` (unscripted and
-    blocked calls), ``app`` (the ASGI app, e.g. for ``httpx2.ASGITransport`` in-process use).
+    blocked calls), ``app`` (the ASGI app, e.g. for ``httpx2.ASGITransport`` in-process use),
+    ``recording`` (True while a cassette is being recorded).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class MockOpenAI:
         block_network: bool = True,
         strict: bool = True,
         configure_agents: bool = True,
+        cassette: CassetteOptions | None = None,
         fallback: Callable[[UpstreamCall], Reply] | None = None,
     ) -> None:
         self.max_retries = max_retries
@@ -73,6 +77,8 @@ class MockOpenAI:
         self._server: Any = None
         self._patches: Patches | None = None
         self._log_filter = QuietDrop()
+        self.cassette = cassette
+        self._tape: Tape | None = None
 
     # scripting
 
@@ -83,6 +89,11 @@ class MockOpenAI:
         `UpstreamCall`) the reply waits for a call it accepts; without, it answers the next
         call no matched reply accepts.
         """
+        if self.cassette is not None:
+            raise RuntimeError(
+                f"this mock_openai answers from the cassette {self.cassette.path}; "
+                "scripted replies are not served in cassette mode"
+            )
         self._script.add(reply, match)
         return self
 
@@ -190,9 +201,17 @@ class MockOpenAI:
             return [c.body for c in self.calls if c.method == "POST"]
 
     @property
+    def recording(self) -> bool:
+        """True while this mock records a cassette (its requests go to the real upstream)."""
+        from .record import Recorder
+
+        return isinstance(self._tape, Recorder)
+
+    @property
     def pending(self) -> list[str]:
-        """Descriptions of scripted replies not yet consumed."""
-        return self._script.pending()
+        """Descriptions of scripted replies (or recorded interactions) not yet consumed."""
+        tape = self._tape
+        return self._script.pending() + (tape.pending() if tape is not None else [])
 
     def assert_all_used(self) -> None:
         """Fail if a scripted reply was left over or a call was unscripted or blocked."""
@@ -230,6 +249,7 @@ class MockOpenAI:
     # the block
 
     def __enter__(self) -> MockOpenAI:
+        self._open_tape()
         self._start()
         try:
             self._patch()
@@ -245,9 +265,11 @@ class MockOpenAI:
         if client is not None:
             close_async_client(client)
         self._stop()
+        self._close_tape(exc_type)
         self._check_on_exit(exc_type)
 
     async def __aenter__(self) -> MockOpenAI:
+        self._open_tape()
         await asyncio.to_thread(self._start)
         try:
             self._patch()
@@ -263,6 +285,7 @@ class MockOpenAI:
         if client is not None:
             await client.close()
         await asyncio.to_thread(self._stop)
+        self._close_tape(exc_type)
         self._check_on_exit(exc_type)
 
     def _check_on_exit(self, exc_type: type[BaseException] | None) -> None:
@@ -272,11 +295,30 @@ class MockOpenAI:
         if self.strict and exc_type is None and unexpected:
             raise AssertionError("mock_openai: " + "; ".join(unexpected))
 
+    def _open_tape(self) -> None:
+        """Load the cassette, or get ready to record it (before the environment is patched:
+        recording reads the real upstream and key from it)."""
+        if self.cassette is not None:
+            if self._server is not None:
+                raise RuntimeError("this mock_openai() is already active")
+            self._tape = self.cassette.open()
+
+    def _close_tape(self, exc_type: type[BaseException] | None) -> None:
+        """Write a recorded cassette, unless the block raised."""
+        from .record import Recorder
+
+        tape = self._tape
+        if isinstance(tape, Recorder):
+            tape.finish(exc_type is None)
+
     def _patch(self) -> None:
+        from .record import Recorder
+
         self._patches = Patches()
         self._patches.apply(self.base_url, self.async_client, self.configure_agents)
         if self.block_network:
-            GUARD.install(self.report)
+            tape = self._tape
+            GUARD.install(self.report, [tape.host] if isinstance(tape, Recorder) else ())
 
     def _unpatch(self) -> Any:
         """Undo `_patch`; the Agents SDK client it made (for the caller to close), if any."""
@@ -323,11 +365,21 @@ class MockOpenAI:
     async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The mock API as an ASGI application."""
         if scope["type"] == "websocket":
+            if self._tape is not None:  # not recorded or replayed yet: refuse, loudly
+                self.report(
+                    f"a WebSocket connection to {scope['path']}: cassettes record and replay "
+                    "HTTP (JSON and SSE) only, not the Responses WebSocket mode"
+                )
+                await send({"type": "websocket.close", "code": 1008})
+                return
             await websocket.serve_socket(self, scope, receive, send)
             return
         if scope["type"] != "http":
             return
-        call = await read_call(scope, receive)
+        call, raw = await read_call(scope, receive)
+        if self._tape is not None:
+            await self._play(call, raw, scope, send)
+            return
         if call.method == "POST" and call.path.rstrip("/") == "/v1/responses/compact":
             await self._compact(send, call)
             return
@@ -341,6 +393,18 @@ class MockOpenAI:
             await send_json(send, 503, error)
         else:
             await self._answer(send, call, reply)
+
+    async def _play(self, call: UpstreamCall, raw: bytes, scope: dict[str, Any], send: Any) -> None:
+        """Answer from the cassette, or through to the upstream while recording it."""
+        from .record import Recorder
+
+        with self._lock:
+            self.calls.append(call)
+        tape = self._tape
+        if isinstance(tape, Recorder):
+            await tape.serve(call, target(scope), raw, send, self.report)
+        elif tape is not None:
+            await tape.serve(call, target(scope), send, self.report, self._sleep)
 
     def _take(self, call: UpstreamCall) -> Reply | str:
         """Record `call` and take its reply, or record and return why there is none."""
@@ -435,6 +499,12 @@ def mock_openai(
     block_network: bool = True,
     strict: bool = True,
     configure_agents: bool = True,
+    cassette: str | os.PathLike[str] | None = None,
+    record: bool | None = None,
+    ignore: Sequence[str] = (),
+    scrub: Sequence[str] = (),
+    pacing: bool | float = False,
+    upstream: str | None = None,
     fallback: Callable[[UpstreamCall], Reply] | None = None,
 ) -> MockOpenAI:
     """Serve a scripted OpenAI API on 127.0.0.1 for the duration of a ``with`` block.
@@ -447,12 +517,32 @@ def mock_openai(
     non-loopback hosts. ``strict`` fails the block on exit if a call was unscripted or
     blocked. ``fallback`` answers what nothing scripted answers (see `MockOpenAI`). Works as
     ``with`` and ``async with``; not reentrant.
+
+    With ``cassette`` (a YAML file's path) the replies come from recorded traffic instead
+    of a script: replayed offline, or with ``record`` (default: ``ROBUTLER_RECORD=1`` in the
+    environment) recorded from a real ``upstream`` (default: ``ROBUTLER_RECORD_UPSTREAM``,
+    else ``OPENAI_BASE_URL``, else the OpenAI API; the key from ``ROBUTLER_RECORD_API_KEY``
+    or ``OPENAI_API_KEY``) and written on leaving the block. ``ignore`` adds body paths
+    left out of matching (``"instructions"``, ``"tools.*.description"``, ``"**.id"``);
+    ``scrub`` adds header names whose values are never written; ``pacing`` replays streams
+    at their recorded times (``True``, or a factor: 0.5 is twice as fast). See
+    `robutler_testing.mock_openai.replay` for the matching rules.
     """
+    options = None
+    if cassette is not None:
+        options = CassetteOptions.make(
+            cassette, record=record, ignore=ignore, scrub=scrub, pacing=pacing, upstream=upstream
+        )
+    elif record or ignore or scrub or pacing or upstream:
+        raise TypeError("record=, ignore=, scrub=, pacing= and upstream= need a cassette=")
+    if options is not None and fallback is not None:
+        raise TypeError("fallback= answers unscripted calls; a cassette= mock has no script")
     return MockOpenAI(
         max_retries=max_retries,
         block_network=block_network,
         strict=strict,
         configure_agents=configure_agents,
+        cassette=options,
         fallback=fallback,
     )
 
