@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ __all__ = [
     "JSON_TYPE",
     "USER",
     "ASGICall",
+    "documentation",
     "post",
     "run_downstream_tests",
     "sse_events",
@@ -24,6 +26,16 @@ __all__ = [
 
 USER = [{"role": "user", "content": "hello"}]
 JSON_TYPE = {"content-type": "application/json"}  # for bodies sent as raw bytes
+
+
+def documentation() -> str:
+    """The documentation site's pages (docs/), in the order of its navigation, as one text:
+    where the README's tested snippets and tables live now."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    nav = re.findall(r":\s+(\S+\.md)\s*$", (root / "mkdocs.yml").read_text(), re.M)
+    return "\n\n".join((root / "docs" / page).read_text() for page in nav)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:

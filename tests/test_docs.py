@@ -68,11 +68,11 @@ def test_the_metrics_example_serves_a_metrics_page() -> None:
     exec(compile(block("docs-metrics"), "docs-metrics", "exec"), namespace)
     with create_test_client(namespace["app"]) as client:
         answer = client.post(
-            "/assistant/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+            "/greeter/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
         )
         assert answer.json()["choices"][0]["message"]["content"] == "Hello"
         page = client.get("/metrics").text
-    assert 'robutler_requests_total{agent="assistant",api="chat",outcome="completed",' in page
+    assert 'robutler_requests_total{agent="greeter",api="chat",outcome="completed",' in page
 
 
 def test_the_tracing_example_collects_a_span_per_request() -> None:

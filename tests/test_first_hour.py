@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 import openai
+from helpers import documentation
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README = documentation()  # the docs pages, where the README's snippets went
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import documentation
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -40,7 +41,7 @@ def test_the_test_command_installs_schemathesis_so_nothing_is_skipped() -> None:
 
 def test_respx_is_used_where_the_readme_says() -> None:
     requirement("testing", "respx")
-    readme = (ROOT / "README.md").read_text()
+    readme = documentation()
     assert "respx_mock" in readme.split("<!-- readme-test-file -->", 1)[1].split("```", 2)[1]
 
 

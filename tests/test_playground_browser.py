@@ -777,6 +777,8 @@ def test_answers_are_markdown_rendered_safely(tab: Tab, serve: Any) -> None:
     expect(code.locator("button.copy")).to_have_text("Copied")
     assert tab.clipboard() == 'print("<b>hi</b>")'
     content.locator(".link-disabled").first.click()  # a disabled link goes nowhere
+    tab.page.set_viewport_size({"width": 390, "height": 700})  # a phone: nothing wider
+    assert tab.page.evaluate("document.documentElement.scrollWidth") <= 390
     tab.page.reload()  # rendered the same from the stored conversation
     expect(tab.answers().locator(".content h2")).to_have_text("Weather report")
     tab.assert_clean()  # no dialog, no CSP violation, nothing fetched from elsewhere

@@ -1,4 +1,5 @@
-"""The README's promises: the two commands, and its example test file runs green."""
+"""The README's promises (the two commands, installing the right distribution) and the
+snippets and tables it used to hold, now on the docs pages: each runs as written."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from helpers import run_downstream_tests
+from helpers import documentation, run_downstream_tests
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+FRONT = (ROOT / "README.md").read_text()
+README = documentation()  # the docs pages, where the README's snippets went
 
 
 def test_readme_gives_the_serve_and_test_commands() -> None:
-    assert "python -m pip install -e . && robutler serve\n" in README
-    assert 'python -m pip install -e ".[dev]" && python -m pytest\n' in README
+    for text in (FRONT, README):  # the front page and Getting started
+        assert "python -m pip install -e . && robutler serve\n" in text
+        assert 'python -m pip install -e ".[dev]" && python -m pytest\n' in text
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'python -m pip install -e ".[dev]" && python -m pytest' in ci
 
@@ -42,7 +45,8 @@ def test_readme_says_what_its_test_file_needs_installed() -> None:
 def test_readme_installs_this_distribution_not_the_other_robutler() -> None:
     # "robutler" on the package index is another project: no line may install it
     assert not re.search(r"pip install [\"']?robutler\b(?!-sdk)", README)
-    top = README.split("## Quickstart")[0]
+    assert not re.search(r"pip install [\"']?robutler\b(?!-sdk)", FRONT)
+    top = FRONT.split("## Quickstart")[0]
     assert 'pip install ".[testing]"' in top
     assert '"robutler-sdk[testing] @ git+' in top
 
@@ -264,6 +268,20 @@ def test_streams_tell_nginx_not_to_buffer_them() -> None:
     assert response.headers["x-accel-buffering"] == "no"
     assert response.headers["cache-control"] == "no-cache"
     assert "`X-Accel-Buffering: no`" in README and "proxy_buffering off" in README
+
+
+def test_the_front_pages_python_blocks_are_on_the_docs_pages_where_they_are_tested() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", FRONT, re.S)
+    assert blocks, "the README lost its first agent"
+    for code in blocks:
+        assert code in README, code[:80]
+
+
+def test_the_front_page_links_into_the_docs() -> None:
+    for page in re.findall(r"\]\((docs/[^)#]+)", FRONT):
+        assert (ROOT / page).is_file(), page
+    assert FRONT.count("](docs/") >= 15
+    assert len(FRONT.splitlines()) < 150
 
 
 def test_readme_cassette_example_is_the_tested_example() -> None:

@@ -217,12 +217,13 @@ def test_the_agents_sdk_runs_on_a_served_agent(base_url: str, model_class: Any) 
 def run_readme_example(marker: str) -> None:
     """Run the README's `marker` example against its first agents, served by uvicorn."""
     import re
-    from pathlib import Path
+
+    from helpers import documentation
 
     from robutler.server.store import MemoryStore
     from robutler_testing.live import LiveServer
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = documentation()
     agents_src = re.search(r"```python\n(# my_agents.py\n.*?)```", readme, re.S)
     example = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", readme, re.S)
     assert agents_src and example, f"README lost its agents or its {marker} example"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import documentation
 
 from robutler.server import ServerBase, current_context, get_context
 
@@ -40,7 +41,7 @@ def test_current_context_is_the_request_state_inside_one() -> None:
 
 def readme_server_code() -> str:
     """The README's server snippets, which continue the first one's file, as one module."""
-    readme = (ROOT / "README.md").read_text()
+    readme = documentation()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     first = next(b for b in blocks if b.startswith("# my_agents.py"))
     rest = [b for b in blocks if b is not first and "@app.agent" in b]

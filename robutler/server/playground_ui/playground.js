@@ -325,12 +325,13 @@
   }
 
   const PUNCT = /[!-/:-@[-`{-~]/;
+  const REACH = 2000; // how far a delimiter's closer is looked for: no quadratic time
   const WORD = /[\p{L}\p{N}]/u;
 
   // The closing delimiter of an emphasis run starting at `from`, or -1.
   function closer(s, delim, from) {
     let at = from;
-    while ((at = s.indexOf(delim, at)) >= 0) {
+    while ((at = s.indexOf(delim, at)) >= 0 && at < from + REACH) {
       const before = s[at - 1];
       const after = s[at + delim.length];
       const ok = at > from && !/\s/.test(before)
@@ -354,8 +355,9 @@
         let run = 1;
         while (s[i + run] === "`") run++;
         const fence = "`".repeat(run);
-        let end = s.indexOf(fence, i + run);
-        while (end >= 0 && s[end + run] === "`") end = s.indexOf(fence, end + run + 1);
+        const near = s.slice(0, i + REACH);
+        let end = near.indexOf(fence, i + run);
+        while (end >= 0 && s[end + run] === "`") end = near.indexOf(fence, end + run + 1);
         if (end >= 0) {
           let code = s.slice(i + run, end).replace(/\n/g, " ");
           if (code.length > 2 && code[0] === " " && code[code.length - 1] === " ") code = code.slice(1, -1);
@@ -398,7 +400,7 @@
         const open = c === "!" ? i + 1 : i;
         let depth = 0;
         let close = -1;
-        for (let j = open; j < s.length; j++) {
+        for (let j = open; j < s.length && j < open + REACH; j++) {
           if (s[j] === "\\") { j++; continue; }
           if (s[j] === "[") depth++;
           else if (s[j] === "]" && --depth === 0) { close = j; break; }
